@@ -1,0 +1,35 @@
+# lcz-annotator. The two set-up commands: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PY := .venv/bin/python
+DEMO_ENV := DJANGO_DEBUG=1
+TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
+	DATABASE_URL=postgis://lcz@127.0.0.1:5432/lcz \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
+	MEDIA_ROOT=$(CURDIR)/var/test-media
+
+.PHONY: demo test setup setup-services services migrate serve bench-ingest clean
+
+## make demo: embedded SpatiaLite database, in-process Celery, demo data, serves http://127.0.0.1:8000
+demo: setup
+	$(DEMO_ENV) $(PY) manage.py migrate --no-input -v 0
+	$(DEMO_ENV) $(PY) manage.py load_demo
+	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000
+
+## make test: PostGIS + Redis on 127.0.0.1, the whole pytest suite
+test: setup-services services
+	$(TEST_ENV) $(PY) -m pytest
+
+setup:
+	bash scripts/setup.sh
+
+setup-services:
+	bash scripts/setup.sh --services
+
+services:
+	bash scripts/services.sh
+
+bench-ingest: setup-services services
+	$(TEST_ENV) $(PY) scripts/bench_ingest.py
+
+clean:
+	rm -rf var/

@@ -1,0 +1,2 @@
+class IngestError(Exception):
+    """Bad input for an import: the message says what was wrong and what to do."""
