@@ -1,4 +1,6 @@
 """Pages. Thin: read through annotator.selectors, render."""
+import json
+
 from django.contrib.auth.decorators import login_required
 from django.core.serializers import serialize
 from django.shortcuts import get_object_or_404, render
@@ -21,7 +23,7 @@ def campaign_overview(request, pk: int):
     geojson = serialize("geojson", blocks, geometry_field="geom", fields=("block_key", "area_m2", "status"))
     return render(request, "frontend/campaign.html", {
         "campaign": campaign,
-        "blocks_geojson": geojson,
+        "blocks_geojson": json.loads(geojson),
         "block_count": blocks.count(),
         "scenes": selectors.scenes_of(campaign),
         "classes": CLASSES,

@@ -60,8 +60,7 @@ def blocks_from_roads(
 
     step("subtract road surfaces")
     surfaces = shapely.buffer(roads_m.geometry.values, roads_m["width_m"].to_numpy() / 2.0, quad_segs=4)
-    surface = shapely.union_all(surfaces)
-    pieces = shapely.get_parts(shapely.difference(faces, surface))
+    pieces = shapely.get_parts(_subtract_nearby(faces, surfaces))
 
     step("repair")
     pieces, report.repaired = _valid_polygons(pieces)
@@ -86,6 +85,21 @@ def blocks_from_roads(
             + "; check the roads file, the --network choice and --min-area."
         )
     return finalise_blocks(gpd.GeoDataFrame(geometry=pieces, crs=metric))
+
+
+def _subtract_nearby(faces: np.ndarray, surfaces: np.ndarray) -> np.ndarray:
+    """faces minus the road surfaces touching each face (an STRtree keeps it local: subtracting the
+    whole network's union from every face costs ~10x more on a city extract)."""
+    face_idx, surface_idx = shapely.STRtree(surfaces).query(faces, predicate="intersects")
+    out = faces.copy()
+    order = np.argsort(face_idx, kind="stable")
+    face_idx, surface_idx = face_idx[order], surface_idx[order]
+    starts = np.flatnonzero(np.r_[True, face_idx[1:] != face_idx[:-1]]) if len(face_idx) else []
+    bounds = list(starts) + [len(face_idx)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        i = face_idx[a]
+        out[i] = shapely.difference(faces[i], shapely.union_all(surfaces[surface_idx[a:b]]))
+    return out
 
 
 def _valid_polygons(geoms: np.ndarray) -> tuple[np.ndarray, int]:

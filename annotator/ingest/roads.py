@@ -73,8 +73,10 @@ def read_road_lines(source: str | Path, network: str = "driving") -> gpd.GeoData
     if lines.empty:
         raise IngestError(f"{source}: no roads of the {network!r} network found.")
     lines = lines.copy()
-    lines["width_m"] = [road_width_m(h, w, lanes) for h, w, lanes in
-                        zip(lines["highway"], lines.get("width"), lines.get("lanes"))]
+    for tag in ("width", "lanes"):
+        if tag not in lines.columns:
+            lines[tag] = None
+    lines["width_m"] = [road_width_m(h, w, n) for h, w, n in zip(lines["highway"], lines["width"], lines["lanes"])]
     return lines[["highway", "width_m", "geometry"]].reset_index(drop=True)
 
 

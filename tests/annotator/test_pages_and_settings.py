@@ -1,0 +1,63 @@
+"""Pages need login; settings refuse unsafe production configuration."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.django_db
+def test_home_requires_login(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+@pytest.mark.django_db
+def test_home_lists_campaigns_and_overview_shows_blocks(client, campaign, tmp_path):
+    from django.core.management import call_command
+
+    from tests.conftest import grid_roads
+
+    path = tmp_path / "roads.geojson"
+    grid_roads(n=3).to_file(path)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    client.force_login(User.objects.create_user("ann", password="pw-12345-xyz"))
+    home = client.get("/")
+    assert home.status_code == 200 and campaign.name.encode() in home.content
+    page = client.get(f"/campaigns/{campaign.pk}/")
+    assert page.status_code == 200
+    assert page.content.count(b'"block_key":') == 4  # the 4 blocks' GeoJSON features are on the map page
+
+
+def _django_setup(env_overrides: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_DEBUG", "SECRET_KEY", "DATABASE_URL",
+                                                            "CELERY_BROKER_URL", "ALLOWED_HOSTS"}}
+    env.update(env_overrides)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_production_without_secret_key_is_refused():
+    result = _django_setup({"DJANGO_SETTINGS_MODULE": "config.settings"})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set when DJANGO_DEBUG is off" in result.stderr
+
+
+def test_development_defaults_to_embedded_spatialite(tmp_path):
+    result = _django_setup({"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_DEBUG": "1",
+                            "MEDIA_ROOT": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.contrib.gis.db.backends.spatialite"
+
+
+def test_production_with_environment_uses_postgis():
+    result = _django_setup({
+        "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": "x" * 50, "ALLOWED_HOSTS": "lcz.example.org",
+        "DATABASE_URL": "postgis://u@db:5432/lcz", "CELERY_BROKER_URL": "redis://r:6379/0", "MEDIA_ROOT": "/srv/media",
+    })
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.contrib.gis.db.backends.postgis"
