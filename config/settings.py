@@ -93,6 +93,15 @@ DATABASES = {"default": dj_database_url.parse(_required("DATABASE_URL", _DEFAULT
 if DATABASES["default"]["ENGINE"] == "django.contrib.gis.db.backends.spatialite":
     # One transaction per save plus a busy timeout: SQLite writers queue instead of failing
     # (see machine notes on lost/duplicated saves under concurrency).
+    # SQLite loads mod_spatialite with RTLD_GLOBAL, which puts the system GEOS/PROJ/SQLite symbols
+    # first in line for every library loaded later: shapely, pyproj, pyogrio and rasterio wheels
+    # then bind to the wrong copies and crash (segfault writing a GeoPackage). Loading the
+    # wheels' own copies first keeps each library on its own. Measured; see README "Notes".
+    import pyogrio  # noqa: F401
+    import pyproj  # noqa: F401
+    import rasterio  # noqa: F401
+    import shapely  # noqa: F401
+
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
