@@ -90,3 +90,80 @@ class StreetBlock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.block_key} ({self.campaign})"
+
+
+class Membership(models.Model):
+    """Who works on a campaign, and as what. Roles also exist as auth groups for permissions."""
+
+    class Role(models.TextChoices):
+        INTERPRETER = "interpreter", "Interpreter"
+        REVIEWER = "reviewer", "Reviewer"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=20, choices=Role.choices)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "user", "role"], name="membership_unique")]
+
+
+class Assignment(models.Model):
+    """One interpreter is to label one block (blind) in one round."""
+
+    class Status(models.TextChoices):
+        TODO = "todo", "To do"
+        DRAFT = "draft", "Draft"
+        SUBMITTED = "submitted", "Submitted"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
+    block = models.ForeignKey(StreetBlock, on_delete=models.CASCADE, related_name="assignments")
+    interpreter = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="assignments")
+    round = models.PositiveSmallIntegerField(default=1)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.TODO)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["block", "interpreter", "round"], name="assignment_unique_per_round")
+        ]
+        indexes = [models.Index(fields=["campaign", "interpreter", "status"])]
+
+
+class Annotation(models.Model):
+    """An interpreter's split of one block: 17 per-mille integers in lcz_model.classes order."""
+
+    class Flag(models.TextChoices):
+        BAD_IMAGERY = "bad_imagery", "Bad imagery"
+        CLOUD_SHADOW = "cloud_shadow", "Cloud or shadow"
+        OUTLINE_WRONG = "outline_wrong", "Block outline wrong"
+
+    assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="annotation")
+    permille = models.JSONField(help_text="17 integers 0..1000 in lcz_model.classes order; 1000 in all once submitted.")
+    confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    comment = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1, help_text="Optimistic concurrency: bumps on every save.")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class AuditEvent(models.Model):
+    """Every change: who, when, what, before and after. Also the idempotency record of saves."""
+
+    actor = models.ForeignKey("auth.User", null=True, on_delete=models.SET_NULL, related_name="+")
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+    action = models.CharField(max_length=40)
+    campaign = models.ForeignKey(Campaign, null=True, on_delete=models.CASCADE, related_name="+")
+    block = models.ForeignKey(StreetBlock, null=True, on_delete=models.CASCADE, related_name="audit_events")
+    annotation = models.ForeignKey(Annotation, null=True, on_delete=models.CASCADE, related_name="audit_events")
+    request_id = models.UUIDField(null=True, blank=True)
+    before = models.JSONField(null=True, blank=True)
+    after = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["actor", "request_id"], name="audit_unique_request_per_actor")
+        ]

@@ -10,11 +10,13 @@ import shapely
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.gis.geos import GEOSGeometry
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from . import selectors
 from .ingest.imagery import RasterInfo, inspect_geotiff, sha256_of, write_cog
-from .models import Campaign, ImageryScene, StreetBlock
+from .models import Annotation, Assignment, AuditEvent, Campaign, ImageryScene, Membership, StreetBlock
+from .splits import SplitError, parse_split
 
 ROLE_GROUPS = ("interpreter", "reviewer", "admin")
 
@@ -126,3 +128,159 @@ def ensure_user(username: str, password: str, *, role: str, email: str = "") -> 
         user.save()
     user.groups.add(groups[role])
     return user, created
+
+
+# --- membership and assignment --------------------------------------------------------------
+
+@transaction.atomic
+def add_member(campaign: Campaign, user: User, role: str) -> Membership:
+    ensure_role_groups()
+    user.groups.add(Group.objects.get(name=role))
+    return Membership.objects.get_or_create(campaign=campaign, user=user, role=role)[0]
+
+
+@dataclass
+class AssignResult:
+    created: int
+    blocks_short: int  # blocks that could not get N distinct interpreters (too few interpreters)
+
+
+@transaction.atomic
+def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: int = 1,
+                  actor: User | None = None) -> AssignResult:
+    """Give each block `per_block` distinct interpreters, balancing the load.
+
+    Greedy: blocks in id order, each to the interpreters with the fewest assignments so far
+    (ties by username). Existing assignments count, so re-running only fills gaps.
+    """
+    per_block = per_block or campaign.interpreters_per_block
+    interpreters = list(selectors.interpreters_of(campaign).order_by("username"))
+    if not interpreters:
+        raise ValueError(f"campaign {campaign.name!r} has no interpreters; add members first.")
+    load = {u.pk: 0 for u in interpreters}
+    existing: dict[int, set[int]] = {}
+    for block_id, user_id in Assignment.objects.filter(campaign=campaign, round=round).values_list(
+            "block_id", "interpreter_id"):
+        existing.setdefault(block_id, set()).add(user_id)
+        if user_id in load:
+            load[user_id] += 1
+    order = {u.pk: i for i, u in enumerate(interpreters)}
+    new, short = [], 0
+    for block_id in selectors.blocks_of(campaign).order_by("id").values_list("id", flat=True):
+        have = existing.get(block_id, set())
+        need = per_block - len(have)
+        if need <= 0:
+            continue
+        candidates = sorted((u for u in load if u not in have), key=lambda u: (load[u], order[u]))
+        if len(candidates) < need:
+            short += 1
+        for user_id in candidates[:need]:
+            new.append(Assignment(campaign=campaign, block_id=block_id, interpreter_id=user_id, round=round))
+            load[user_id] += 1
+    Assignment.objects.bulk_create(new, batch_size=2000)
+    if new:
+        AuditEvent.objects.create(actor=actor, action="assign_blocks", campaign=campaign,
+                                  after={"created": len(new), "per_block": per_block, "round": round})
+    return AssignResult(created=len(new), blocks_short=short)
+
+
+# --- saving a split -------------------------------------------------------------------------
+
+class StaleVersion(Exception):
+    def __init__(self, current: Annotation):
+        super().__init__(f"stale version: the annotation is at version {current.version}")
+        self.current = current
+
+
+@dataclass
+class SaveResult:
+    annotation: Annotation
+    replayed: bool  # True: this request id was already applied; nothing changed
+
+
+def _annotation_state(a: Annotation | None) -> dict | None:
+    if a is None:
+        return None
+    return {"permille": a.permille, "confidence": a.confidence, "flags": a.flags, "comment": a.comment,
+            "version": a.version, "submitted": a.submitted_at is not None}
+
+
+def save_annotation(assignment: Assignment, actor: User, *, request_id, version: int | None,
+                    split: dict, confidence: int | None = None, flags: list[str] | None = None,
+                    comment: str = "", submit: bool = False) -> SaveResult:
+    """Save an interpreter's draft or submission of their own assignment.
+
+    - idempotent: a request id already applied by this actor replays the stored result;
+    - optimistic: `version` must equal the stored version (None/0 for the first save), else StaleVersion;
+    - validated: SplitError / ValueError name the bad fields; a submission must sum to 1000;
+    - audited: an AuditEvent keeps before and after.
+    """
+    if assignment.interpreter_id != actor.pk:
+        raise PermissionError("only the assigned interpreter can save this split")
+    permille = parse_split(split, require_total=submit)
+    flags = list(flags or [])
+    bad_flags = sorted(set(flags) - set(Annotation.Flag.values))
+    if bad_flags:
+        raise SplitError({"flags": [f"unknown flag(s) {', '.join(bad_flags)}; allowed: "
+                                    f"{', '.join(Annotation.Flag.values)}."]})
+    if confidence is not None and not (1 <= int(confidence) <= 5):
+        raise SplitError({"confidence": ["must be 1..5."]})
+    try:
+        with transaction.atomic():
+            return _save_annotation_locked(assignment, actor, request_id, version, permille,
+                                           confidence, flags, comment, submit)
+    except IntegrityError:
+        # a concurrent retry of the same request won the race: replay what it stored
+        event = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
+        if event is None:
+            raise
+        return SaveResult(Annotation.objects.get(pk=event.annotation_id), replayed=True)
+
+
+def _save_annotation_locked(assignment, actor, request_id, version, permille, confidence, flags,
+                            comment, submit) -> SaveResult:
+    assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
+    done = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
+    if done is not None:
+        return SaveResult(Annotation.objects.get(pk=done.annotation_id), replayed=True)
+    annotation = Annotation.objects.filter(assignment=assignment).first()
+    current_version = annotation.version if annotation else 0
+    if (version or 0) != current_version:
+        raise StaleVersion(annotation)
+    if annotation is not None and annotation.submitted_at is not None and assignment.block.status in (
+            StreetBlock.Status.COMPLETE, StreetBlock.Status.DISPUTED, StreetBlock.Status.ADJUDICATED):
+        raise SplitError({"split": ["this block is complete and in review; it can no longer be edited."]})
+    before = _annotation_state(annotation)
+    now = timezone.now()
+    if annotation is None:
+        annotation = Annotation(assignment=assignment, version=0)
+    annotation.permille = permille
+    annotation.confidence = confidence
+    annotation.flags = flags
+    annotation.comment = comment or ""
+    annotation.version += 1
+    if submit:
+        annotation.submitted_at = now
+    annotation.save()
+    assignment.status = Assignment.Status.SUBMITTED if annotation.submitted_at else Assignment.Status.DRAFT
+    assignment.save(update_fields=["status"])
+    AuditEvent.objects.create(
+        actor=actor, action="submit" if submit else "save_draft", campaign_id=assignment.campaign_id,
+        block_id=assignment.block_id, annotation=annotation, request_id=request_id,
+        before=before, after=_annotation_state(annotation),
+    )
+    _update_block_status(assignment)
+    return SaveResult(annotation, replayed=False)
+
+
+def _update_block_status(assignment: Assignment) -> None:
+    block = StreetBlock.objects.select_for_update().get(pk=assignment.block_id)
+    if block.status in (StreetBlock.Status.DISPUTED, StreetBlock.Status.ADJUDICATED):
+        return
+    statuses = list(Assignment.objects.filter(block=block, round=assignment.round).values_list("status", flat=True))
+    needed = block.campaign.interpreters_per_block
+    submitted = sum(s == Assignment.Status.SUBMITTED for s in statuses)
+    new = StreetBlock.Status.COMPLETE if submitted >= needed else StreetBlock.Status.IN_PROGRESS
+    if new != block.status:
+        block.status = new
+        block.save(update_fields=["status"])

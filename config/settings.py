@@ -104,7 +104,9 @@ if DATABASES["default"]["ENGINE"] == "django.contrib.gis.db.backends.spatialite"
 
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20})
+    # IMMEDIATE: a save takes the write lock when its transaction begins, so concurrent saves wait
+    # (busy timeout) instead of failing on a read-to-write lock upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
     DATABASES["default"]["ATOMIC_REQUESTS"] = True
     SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
 elif DATABASES["default"]["ENGINE"] not in {"django.contrib.gis.db.backends.postgis"}:
@@ -161,6 +163,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # NaN/Infinity parse as numbers so the split validator can name the field that holds them
+    # (strict parsing would answer a bare 400 without saying which field was wrong).
+    "STRICT_JSON": False,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "lcz-annotator API",

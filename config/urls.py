@@ -6,6 +6,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("api/", include("annotator.api.urls")),
     path("", include("frontend.urls")),
 ]
 if settings.DEBUG:

@@ -15,6 +15,11 @@ METRIC_CRS = "EPSG:3067"
 ORIGIN = (385_000.0, 6_672_000.0)
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def media_root(settings, tmp_path) -> Path:
     root = tmp_path / "media"

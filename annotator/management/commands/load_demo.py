@@ -54,6 +54,9 @@ class Command(BaseCommand):
             if role == "admin" and not user.is_superuser:
                 user.is_superuser = user.is_staff = True
                 user.save(update_fields=["is_superuser", "is_staff"])
+            if role in ("interpreter", "reviewer"):
+                services.add_member(campaign, user, role)
+        services.assign_blocks(campaign)
         self.stdout.write(self.style.SUCCESS(
             f"Demo campaign {campaign.name!r}: {selectors.blocks_of(campaign).count()} blocks "
             f"({result.created} new), imagery scene {scene.pk}{' (new)' if created else ''}, "

@@ -1,0 +1,126 @@
+"""API shapes. The split travels as {lcz_1: per-mille, ..., lcz_g: per-mille} (ints 0..1000)."""
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from annotator.models import Annotation, Assignment, AuditEvent, Campaign, ImageryScene
+from annotator.splits import as_dict
+from lcz_model.classes import CLASSES
+
+
+class LCZClassSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    key = serializers.CharField()
+    code = serializers.CharField()
+    name = serializers.CharField()
+    group = serializers.CharField()
+    colour = serializers.CharField()
+    description = serializers.CharField()
+
+
+class SceneSerializer(serializers.ModelSerializer):
+    tiles = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImageryScene
+        fields = ["id", "name", "crs", "resolution_m", "licence", "attribution", "synthetic", "tiles"]
+
+    def get_tiles(self, scene) -> str:
+        return f"/tiles/{scene.pk}/{{z}}/{{x}}/{{y}}.jpeg"
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    scenes = SceneSerializer(many=True, read_only=True)
+    bounds = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Campaign
+        fields = ["id", "name", "city", "description", "imagery_licence", "imagery_attribution",
+                  "interpreters_per_block", "scenes", "bounds"]
+
+    def get_bounds(self, campaign) -> list[float] | None:
+        extent = self.context.get("extent")
+        return list(extent) if extent else None
+
+
+class AnnotationSerializer(serializers.ModelSerializer):
+    split = serializers.SerializerMethodField()
+    submitted = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Annotation
+        fields = ["split", "confidence", "flags", "comment", "version", "submitted", "submitted_at", "updated_at"]
+
+    def get_split(self, a) -> dict[str, int]:
+        return as_dict(a.permille)
+
+    def get_submitted(self, a) -> bool:
+        return a.submitted_at is not None
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    """The requesting interpreter's own assignment: never anyone else's split."""
+
+    block = serializers.SerializerMethodField()
+    annotation = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "campaign", "round", "status", "block", "annotation"]
+
+    def get_block(self, a) -> dict:
+        b = a.block
+        return {"id": b.pk, "block_key": b.block_key, "area_m2": round(b.area_m2, 1),
+                "geometry": __import__("json").loads(b.geom.geojson), "bbox": list(b.geom.extent)}
+
+    def get_annotation(self, a) -> dict | None:
+        ann = getattr(a, "annotation", None) if hasattr(a, "annotation") else None
+        return AnnotationSerializer(ann).data if ann is not None else None
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class SplitField(serializers.Field):
+    """Passed through as parsed: annotator.splits validates it and names each bad class field."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
+
+
+class SaveAnnotationSerializer(serializers.Serializer):
+    request_id = serializers.UUIDField(help_text="Client-chosen id; a retried request with the same id is applied once.")
+    version = serializers.IntegerField(min_value=0, help_text="The version the client edited (0 for a first save).")
+    split = SplitField(help_text="{lcz_1..lcz_10, lcz_a..lcz_g: per-mille integers}; 1000 in all to submit.")
+    confidence = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField(), required=False)
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    submit = serializers.BooleanField(default=False)
+
+    def validate(self, attrs):
+        extra = sorted(set(self.initial_data) - set(self.fields))
+        if extra:
+            raise serializers.ValidationError({k: ["unknown field."] for k in extra})
+        return attrs
+
+
+class ProgressSerializer(serializers.Serializer):
+    assigned = serializers.IntegerField()
+    submitted = serializers.IntegerField()
+    draft = serializers.IntegerField()
+    todo = serializers.IntegerField()
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor.username", default=None)
+
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "at", "actor", "action", "request_id", "before", "after"]
+
+
+def classes_payload() -> list[dict]:
+    return LCZClassSerializer(
+        [dict(index=c.index, key=c.key, code=c.code, name=c.name, group=c.group, colour=c.colour,
+              description=c.description) for c in CLASSES], many=True).data

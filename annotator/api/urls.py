@@ -1,0 +1,18 @@
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("classes/", views.ClassesView.as_view(), name="classes"),
+    path("campaigns/", views.CampaignListView.as_view(), name="campaigns"),
+    path("campaigns/<int:campaign_id>/", views.CampaignDetailView.as_view(), name="campaign"),
+    path("campaigns/<int:campaign_id>/blocks/", views.CampaignBlocksView.as_view(), name="campaign-blocks"),
+    path("campaigns/<int:campaign_id>/progress/", views.ProgressView.as_view(), name="progress"),
+    path("campaigns/<int:campaign_id>/next/", views.NextAssignmentView.as_view(), name="next-assignment"),
+    path("assignments/<int:assignment_id>/", views.AssignmentView.as_view(), name="assignment"),
+    path("assignments/<int:assignment_id>/annotation/", views.AnnotationSaveView.as_view(), name="annotation"),
+    path("blocks/<int:block_id>/history/", views.BlockHistoryView.as_view(), name="block-history"),
+]
