@@ -7,7 +7,7 @@ TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
 	MEDIA_ROOT=$(CURDIR)/var/test-media
 
-.PHONY: demo test setup setup-services services migrate serve bench-ingest clean
+.PHONY: demo test setup setup-services services bench-ingest bench-annotate clean
 
 ## make demo: embedded SpatiaLite database, in-process Celery, demo data, serves http://127.0.0.1:8000
 demo: setup
@@ -33,3 +33,6 @@ bench-ingest: setup-services services
 
 clean:
 	rm -rf var/
+
+bench-annotate: setup-services services
+	$(TEST_ENV) $(PY) scripts/bench_annotate.py

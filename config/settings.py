@@ -51,6 +51,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.gis",
     "rest_framework",
+    "django_ratelimit",
     "drf_spectacular",
     "leaflet",
     "annotator",
@@ -182,6 +183,23 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+
+# --- caches (login rate limits, tiles) --------------------------------------------------------
+# CACHE_URL=redis://host:6379/1 shares the cache between workers and machines; in production it
+# falls back to a Redis broker's URL, in development to a per-process memory cache.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if not CACHE_URL and not DEBUG and CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CACHE_URL = CELERY_BROKER_URL
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+    # django-ratelimit only lists django-redis as supported; Django's own RedisCache has the
+    # atomic add/incr it relies on.
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.W001"]
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # the login rate limit works per process with a memory cache: fine for one-process development
+    SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+LOGIN_RATE = os.environ.get("LOGIN_RATE", "10/m")  # failed and successful POSTs per client IP
 
 # --- Leaflet --------------------------------------------------------------------------------
 LEAFLET_CONFIG = {"DEFAULT_CENTER": (60.17, 24.94), "DEFAULT_ZOOM": 15, "MAX_ZOOM": 21, "RESET_VIEW": False}

@@ -61,3 +61,31 @@ def test_production_with_environment_uses_postgis():
     })
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "django.contrib.gis.db.backends.postgis"
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    env = {k: v for k, v in os.environ.items() if k not in {"DJANGO_DEBUG"}}
+    env.update(SECRET_KEY="k" * 30 + "-Q9v!zX2#pL7@wR4$tY8&uI1*oP5(aS3)", ALLOWED_HOSTS="lcz.example.org",
+               DATABASE_URL="postgis://lcz@127.0.0.1:5432/lcz", CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+               MEDIA_ROOT="/tmp/lcz-media", DJANGO_SETTINGS_MODULE="config.settings")
+    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+@pytest.mark.django_db
+def test_login_attempts_are_rate_limited(client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.LOGIN_RATE = "3/m"
+    User.objects.create_user("ann", password="right-pw-12345")
+    for _ in range(3):
+        assert client.post("/accounts/login/", {"username": "ann", "password": "wrong"}).status_code == 200
+    blocked = client.post("/accounts/login/", {"username": "ann", "password": "right-pw-12345"})
+    assert blocked.status_code == 429 and b"Too many login attempts" in blocked.content
+    assert "_auth_user_id" not in client.session
+    cache.clear()
+    ok = client.post("/accounts/login/", {"username": "ann", "password": "right-pw-12345"})
+    assert ok.status_code == 302
