@@ -14,6 +14,8 @@ class Campaign(models.Model):
     )
     imagery_attribution = models.CharField(max_length=300, blank=True)
     interpreters_per_block = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    dispute_tv_threshold = models.FloatField(
+        default=0.25, help_text="A complete block whose mean pairwise TV exceeds this goes to adjudication.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -80,6 +82,11 @@ class StreetBlock(models.Model):
     scene = models.ForeignKey(ImageryScene, null=True, blank=True, on_delete=models.SET_NULL, related_name="blocks")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.NONE, blank=True)
+    # curation, set when every interpreter has submitted (annotator.curation)
+    consensus = models.JSONField(null=True, blank=True, help_text="Mean split, largest-remainder per-mille.")
+    final_permille = models.JSONField(null=True, blank=True, help_text="The label: consensus or adjudicated.")
+    agreement_tv = models.FloatField(null=True, blank=True, help_text="Mean pairwise total-variation distance.")
+    dominant_agrees = models.BooleanField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -167,3 +174,17 @@ class AuditEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["actor", "request_id"], name="audit_unique_request_per_actor")
         ]
+
+
+class Adjudication(models.Model):
+    """A reviewer's final split for a disputed (or any complete) block, with the reason."""
+
+    block = models.ForeignKey(StreetBlock, on_delete=models.CASCADE, related_name="adjudications")
+    reviewer = models.ForeignKey("auth.User", on_delete=models.PROTECT, related_name="+")
+    permille = models.JSONField()
+    reason = models.TextField()
+    started_from = models.CharField(max_length=40, help_text="consensus, or the assignment id it started from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]

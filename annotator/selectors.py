@@ -163,3 +163,69 @@ def blocks_geojson(user, campaign: Campaign, bbox: tuple[float, float, float, fl
 
 def campaign_extent(campaign: Campaign) -> tuple[float, float, float, float] | None:
     return blocks_of(campaign).aggregate(e=Extent("geom"))["e"]
+
+
+# --- review (reviewers only; splits are unblinded once a block is complete) ------------------
+
+RELEASED = (StreetBlock.Status.COMPLETE, StreetBlock.Status.DISPUTED, StreetBlock.Status.ADJUDICATED)
+
+
+def review_queue(campaign: Campaign) -> QuerySet[StreetBlock]:
+    """Released blocks for review: disputed first (worst agreement first), then the rest."""
+    from django.db.models import Case, IntegerField, When
+
+    order = Case(When(status=StreetBlock.Status.DISPUTED, then=0),
+                 When(status=StreetBlock.Status.COMPLETE, then=1), default=2, output_field=IntegerField())
+    return (blocks_of(campaign).filter(status__in=RELEASED)
+            .annotate(o=order).order_by("o", F("agreement_tv").desc(nulls_last=True), "id"))
+
+
+def released_block(block_id: int) -> StreetBlock:
+    try:
+        return StreetBlock.objects.select_related("campaign").get(pk=block_id, status__in=RELEASED)
+    except StreetBlock.DoesNotExist:
+        raise NotFound(f"block {block_id} is not released for review") from None
+
+
+def block_splits(block: StreetBlock) -> list[Assignment]:
+    """Every submitted split of a released block, for reviewers."""
+    return list(Assignment.objects.filter(block=block, status=Assignment.Status.SUBMITTED)
+                .select_related("annotation", "interpreter").order_by("interpreter__username"))
+
+
+# --- agreement --------------------------------------------------------------------------------
+
+def submitted_splits_table(campaign: Campaign, round: int = 1):
+    """One row per submitted split: block_id, interpreter_id, interpreter, lcz_* per-mille, submitted_at."""
+    import pandas as pd
+
+    from lcz_model.classes import KEYS
+
+    rows = list(Assignment.objects.filter(campaign=campaign, round=round, status=Assignment.Status.SUBMITTED)
+                .values_list("block_id", "interpreter_id", "interpreter__username", "annotation__permille",
+                             "annotation__submitted_at"))
+    df = pd.DataFrame([(b, i, u, t) for b, i, u, _, t in rows],
+                      columns=["block_id", "interpreter_id", "interpreter", "submitted_at"])
+    perm = pd.DataFrame([p for *_, p, _ in rows] or None, columns=list(KEYS))
+    return pd.concat([df, perm], axis=1)
+
+
+def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: bool = True,
+                       include_blocks: bool = False) -> dict:
+    """The campaign's agreement figures (annotator.agreement.campaign_agreement) over its blocks
+    whose interpreters have all submitted (complete, disputed or adjudicated)."""
+    from . import agreement
+
+    df = submitted_splits_table(campaign, round)
+    if complete_only:
+        released = set(blocks_of(campaign).filter(status__in=RELEASED).values_list("id", flat=True))
+        df = df[df["block_id"].isin(released)]
+    names = dict(zip(df["interpreter_id"], df["interpreter"]))
+    arrays = agreement.to_arrays(df)
+    result = agreement.campaign_agreement(
+        arrays.splits, arrays.present, arrays.submitted_at, tv_threshold=campaign.dispute_tv_threshold,
+        rater_names=[names[i] for i in arrays.rater_ids],
+        fleiss_ratings_per_block=campaign.interpreters_per_block, include_blocks=include_blocks)
+    if include_blocks:
+        result["block_ids"] = [int(b) for b in arrays.block_ids]
+    return result

@@ -280,7 +280,10 @@ def _update_block_status(assignment: Assignment) -> None:
     statuses = list(Assignment.objects.filter(block=block, round=assignment.round).values_list("status", flat=True))
     needed = block.campaign.interpreters_per_block
     submitted = sum(s == Assignment.Status.SUBMITTED for s in statuses)
-    new = StreetBlock.Status.COMPLETE if submitted >= needed else StreetBlock.Status.IN_PROGRESS
-    if new != block.status:
-        block.status = new
+    if submitted >= needed and len(statuses) == submitted:
+        from .curation import curate_block
+
+        curate_block(block, round=assignment.round)  # consensus, agreement, complete or disputed
+    elif block.status != StreetBlock.Status.IN_PROGRESS:
+        block.status = StreetBlock.Status.IN_PROGRESS
         block.save(update_fields=["status"])

@@ -99,7 +99,7 @@ class Client:
 def start_server(workers: int, threads: int):
     # production settings (DEBUG off), plain HTTP on loopback
     env = dict(os.environ, ALLOWED_HOSTS="127.0.0.1,localhost", DJANGO_DEBUG="0", SECURE_SSL_REDIRECT="0",
-               SECRET_KEY=os.environ.get("SECRET_KEY") or secrets.token_urlsafe(50),
+               SECRET_KEY=settings.SECRET_KEY,  # the sessions made here must verify there
                MEDIA_ROOT=str(settings.MEDIA_ROOT), CELERY_BROKER_URL=os.environ.get(
                    "CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"))
     proc = subprocess.Popen(

@@ -124,3 +124,45 @@ def classes_payload() -> list[dict]:
     return LCZClassSerializer(
         [dict(index=c.index, key=c.key, code=c.code, name=c.name, group=c.group, colour=c.colour,
               description=c.description) for c in CLASSES], many=True).data
+
+
+class AdjudicateSerializer(serializers.Serializer):
+    split = SplitField(help_text="The final split, per-mille summing to 1000.")
+    reason = serializers.CharField(max_length=4000)
+    started_from = serializers.CharField(max_length=40, default="consensus",
+                                         help_text="consensus, or the assignment id whose split it started from")
+
+
+class ReviewBlockSerializer(serializers.Serializer):
+    """A released block with every interpreter's split side by side (reviewers only)."""
+
+    id = serializers.IntegerField()
+    block_key = serializers.CharField()
+    status = serializers.CharField()
+    area_m2 = serializers.FloatField()
+    agreement_tv = serializers.FloatField(allow_null=True)
+    dominant_agrees = serializers.BooleanField(allow_null=True)
+    consensus = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
+    final = serializers.DictField(child=serializers.IntegerField(), allow_null=True)
+    geometry = serializers.DictField()
+    splits = serializers.ListField(child=serializers.DictField())
+    adjudications = serializers.ListField(child=serializers.DictField())
+
+
+def review_block_payload(block, assignments) -> dict:
+    import json
+
+    return {
+        "id": block.pk, "block_key": block.block_key, "status": block.status, "area_m2": block.area_m2,
+        "agreement_tv": block.agreement_tv, "dominant_agrees": block.dominant_agrees,
+        "consensus": as_dict(block.consensus) if block.consensus else None,
+        "final": as_dict(block.final_permille) if block.final_permille else None,
+        "geometry": json.loads(block.geom.geojson),
+        "splits": [{"assignment": a.pk, "interpreter": a.interpreter.username,
+                    "split": as_dict(a.annotation.permille), "confidence": a.annotation.confidence,
+                    "flags": a.annotation.flags, "comment": a.annotation.comment,
+                    "submitted_at": a.annotation.submitted_at} for a in assignments],
+        "adjudications": [{"reviewer": j.reviewer.username, "split": as_dict(j.permille), "reason": j.reason,
+                           "started_from": j.started_from, "at": j.created_at}
+                          for j in block.adjudications.select_related("reviewer")],
+    }

@@ -18,16 +18,19 @@ from annotator import selectors, services
 from annotator.models import StreetBlock
 from annotator.splits import SplitError
 
-from .permissions import IsAdminRole
+from .permissions import IsAdminRole, IsReviewerRole
 from .serializers import (
+    AdjudicateSerializer,
     AnnotationSerializer,
     AssignmentSerializer,
     AuditEventSerializer,
     CampaignSerializer,
     LCZClassSerializer,
     ProgressSerializer,
+    ReviewBlockSerializer,
     SaveAnnotationSerializer,
     classes_payload,
+    review_block_payload,
 )
 
 
@@ -172,3 +175,51 @@ def _parse_int(raw, name, lo, hi):
     if v < lo or (hi is not None and v > hi):
         raise ValidationError({name: [f"must be between {lo} and {hi}." if hi is not None else f"must be >= {lo}."]})
     return v
+
+
+class ReviewQueueView(APIView):
+    permission_classes = [IsReviewerRole]
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Released blocks to review, disputed first (reviewers)")
+    def get(self, request, campaign_id: int):
+        campaign = _campaign_for(request, campaign_id)
+        if not selectors.is_reviewer(request.user, campaign):
+            raise NotFound("campaign not found")
+        rows = selectors.review_queue(campaign).values("id", "block_key", "status", "agreement_tv",
+                                                        "dominant_agrees")[:500]
+        return Response(list(rows))
+
+
+class ReviewBlockView(APIView):
+    permission_classes = [IsReviewerRole]
+
+    def _block(self, request, block_id):
+        try:
+            block = selectors.released_block(block_id)
+        except selectors.NotFound:
+            raise NotFound("block not found or not released for review") from None
+        if not selectors.is_reviewer(request.user, block.campaign):
+            raise NotFound("block not found or not released for review")
+        return block
+
+    @extend_schema(responses=ReviewBlockSerializer, summary="A released block with all splits side by side")
+    def get(self, request, block_id: int):
+        block = self._block(request, block_id)
+        return Response(review_block_payload(block, selectors.block_splits(block)))
+
+    @extend_schema(request=AdjudicateSerializer, responses=ReviewBlockSerializer,
+                   summary="Set the final split of a released block, with a reason (reviewers)")
+    def post(self, request, block_id: int):
+        from annotator import curation
+
+        block = self._block(request, block_id)
+        data = AdjudicateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            curation.adjudicate(block, request.user, split=data.validated_data["split"],
+                                reason=data.validated_data["reason"],
+                                started_from=data.validated_data["started_from"])
+        except SplitError as exc:
+            raise ValidationError(exc.errors) from None
+        block.refresh_from_db()
+        return Response(review_block_payload(block, selectors.block_splits(block)))
