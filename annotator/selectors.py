@@ -211,16 +211,20 @@ def submitted_splits_table(campaign: Campaign, round: int = 1):
 
 
 def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: bool = True,
-                       include_blocks: bool = False) -> dict:
+                       include_blocks: bool = False, pseudonyms: dict[int, str] | None = None) -> dict:
     """The campaign's agreement figures (annotator.agreement.campaign_agreement) over its blocks
-    whose interpreters have all submitted (complete, disputed or adjudicated)."""
+    whose interpreters have all submitted (complete, disputed or adjudicated). Interpreters are
+    named by username, or by `pseudonyms` (user id -> name) for anything published."""
     from . import agreement
 
     df = submitted_splits_table(campaign, round)
     if complete_only:
         released = set(blocks_of(campaign).filter(status__in=RELEASED).values_list("id", flat=True))
         df = df[df["block_id"].isin(released)]
-    names = dict(zip(df["interpreter_id"], df["interpreter"]))
+    if df.empty:
+        return {"n_blocks": 0, "n_raters": 0, "n_ratings": 0,
+                "note": "no block has all its interpreters' splits (e.g. labels imported from a package)"}
+    names = dict(pseudonyms) if pseudonyms is not None else dict(zip(df["interpreter_id"], df["interpreter"]))
     arrays = agreement.to_arrays(df)
     result = agreement.campaign_agreement(
         arrays.splits, arrays.present, arrays.submitted_at, tv_threshold=campaign.dispute_tv_threshold,
