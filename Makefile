@@ -7,7 +7,7 @@ TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
 	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
 	MEDIA_ROOT=$(CURDIR)/var/test-media
 
-.PHONY: demo test setup setup-services services bench-ingest bench-annotate clean
+.PHONY: demo test setup setup-services services bench-ingest bench-annotate bench-export clean
 
 ## make demo: embedded SpatiaLite database, in-process Celery, demo data, serves http://127.0.0.1:8000
 demo: setup
@@ -36,3 +36,6 @@ clean:
 
 bench-annotate: setup-services services
 	$(TEST_ENV) $(PY) scripts/bench_annotate.py
+
+bench-export: setup-services services
+	$(TEST_ENV) $(PY) scripts/bench_export.py

@@ -105,10 +105,10 @@ if DATABASES["default"]["ENGINE"] == "django.contrib.gis.db.backends.spatialite"
 
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-    # IMMEDIATE: a save takes the write lock when its transaction begins, so concurrent saves wait
-    # (busy timeout) instead of failing on a read-to-write lock upgrade.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
-    DATABASES["default"]["ATOMIC_REQUESTS"] = True
+    # IMMEDIATE: a save (services run each write in one transaction) takes the write lock when its
+    # transaction begins, so concurrent saves queue on the busy timeout instead of failing on a
+    # read-to-write lock upgrade. Requests are not wrapped in transactions: reads never lock.
+    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 30, "transaction_mode": "IMMEDIATE"})
     SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
 elif DATABASES["default"]["ENGINE"] not in {"django.contrib.gis.db.backends.postgis"}:
     raise ImproperlyConfigured(
@@ -199,7 +199,16 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # the login rate limit works per process with a memory cache: fine for one-process development
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
-LOGIN_RATE = os.environ.get("LOGIN_RATE", "10/m")  # failed and successful POSTs per client IP
+LOGIN_RATE = os.environ.get("LOGIN_RATE", "10/m")
+# Encoded imagery tiles (annotator.tiles). Keys carry the COG's identity: entries never go stale.
+TILE_CACHE_URL = os.environ.get("TILE_CACHE_URL", CACHE_URL)
+CACHES["tiles"] = (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": TILE_CACHE_URL,
+     "KEY_PREFIX": "tiles", "TIMEOUT": 7 * 24 * 3600}
+    if TILE_CACHE_URL else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tiles",
+     "TIMEOUT": 7 * 24 * 3600, "OPTIONS": {"MAX_ENTRIES": 5000}}
+)  # failed and successful POSTs per client IP
 
 # --- Leaflet --------------------------------------------------------------------------------
 LEAFLET_CONFIG = {"DEFAULT_CENTER": (60.17, 24.94), "DEFAULT_ZOOM": 15, "MAX_ZOOM": 21, "RESET_VIEW": False}

@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/login/", RateLimitedLoginView.as_view(), name="login"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("annotator.api.urls")),
+    path("tiles/", include("annotator.tile_urls")),
     path("", include("frontend.urls")),
 ]
 if settings.DEBUG:

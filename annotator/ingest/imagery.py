@@ -129,6 +129,7 @@ def write_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> Path:
         valid, errors, _warnings = cog_validate(tmp, quiet=True)
         if not valid:
             raise IngestError(f"{src_path}: writing a valid COG failed: {'; '.join(errors)}")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600: the web server may run as another user
         os.replace(tmp, dst_path)
     finally:
         if os.path.exists(tmp):

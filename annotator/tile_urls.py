@@ -1,0 +1,23 @@
+"""Imagery tiles. Mounted by config/urls.py as path("tiles/", include("annotator.tile_urls"))."""
+from django.urls import path, register_converter
+
+from . import tile_views
+
+
+class TileFormatConverter:
+    regex = "jpe?g|png|webp"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(TileFormatConverter, "tilefmt")
+
+app_name = "tiles"
+urlpatterns = [
+    path("<int:scene_id>/<int:z>/<int:x>/<int:y>.<tilefmt:fmt>", tile_views.tile, name="tile"),
+    path("<int:scene_id>/tilejson.json", tile_views.tilejson, name="tilejson"),
+]
