@@ -1,0 +1,202 @@
+"""Speed benchmark of MSU-Net against its bare encoder (not a test).
+
+    python -m lcz_model.bench [--encoder swin_tiny] [--device auto|cpu|cuda] [--batch 20]
+                              [--infer-batch 64] [--steps N] [--compile] [--json PATH]
+
+Prints
+- inference blocks/s of the full model, one block = 1 global + ``--locals`` (4) local patches;
+- training ms/block at ``--batch`` blocks per step, one block = 1 global + 1 local + 1 pure image,
+  all three task losses, GradNorm-weighted backward and an AdamW step;
+- the bare encoder on the same images (forward images/s; a train step on the same input with a
+  trivial loss), and the overhead ratios (ours / bare).
+On CUDA: bf16 autocast, channels_last, warm-up steps and torch.cuda.synchronize() around the
+timed loop. Inputs are random (speed does not depend on content).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Callable
+
+import torch
+
+from lcz_model.classes import N_CLASSES
+from lcz_model.encoders import ENCODERS, build_encoder
+from lcz_model.gradnorm import GradNorm
+from lcz_model.msunet import build_model, count_parameters
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({os.cpu_count()} cores, " \
+           f"{torch.get_num_threads()} torch threads)"
+
+
+def _timeit(fn: Callable[[], object], steps: int, warmup: int, device: torch.device) -> float:
+    """Mean seconds per call after ``warmup`` calls."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    sync()
+    return (time.perf_counter() - t0) / steps
+
+
+def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
+        infer_batch: int | None = None,
+        steps: int | None = None, warmup: int | None = None, compile: bool = False,
+        img_size: int | None = None, locals_per_block: int = 4, amp: str = "auto",
+        fusion_dim: int = 256, log=print) -> dict:
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    cuda = dev.type == "cuda"
+    steps = steps or (20 if cuda else 3)
+    infer_batch = infer_batch or (64 if cuda else 8)
+    warmup = warmup if warmup is not None else (5 if cuda else 1)
+    img = img_size or ENCODERS[encoder]["img_size"]
+    use_bf16 = (amp == "bf16") or (amp == "auto" and cuda)
+    fmt = torch.channels_last if cuda else torch.contiguous_format
+    torch.manual_seed(0)
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+    def images(n):
+        return torch.randn(n, 3, img, img, device=dev).contiguous(memory_format=fmt)
+
+    model = build_model("full", encoder=encoder, img_size=img, fusion_dim=fusion_dim)
+    model = model.to(dev, memory_format=fmt)
+    bare = build_encoder(encoder, img_size=img).to(dev, memory_format=fmt)
+    if compile:
+        # GradNorm differentiates each task loss separately (retain_graph=True), which compiled
+        # backward graphs with donated buffers refuse; turn donation off.
+        import torch._functorch.config as functorch_config
+
+        functorch_config.donated_buffer = False
+        model.compile()
+        bare.compile()
+
+    res: dict = {"device": _device_name(dev), "encoder": encoder, "img_size": img,
+                 "bf16_autocast": use_bf16, "channels_last": cuda, "compile": compile,
+                 "torch": torch.__version__, "params_full": count_parameters(model),
+                 "params_encoder": count_parameters(bare), "steps": steps, "warmup": warmup}
+    log(f"device: {res['device']}  torch {torch.__version__}  encoder {encoder} @ {img}px  "
+        f"bf16={use_bf16} channels_last={cuda} compile={compile}")
+    log(f"parameters: full model {res['params_full']:,}  bare encoder "
+        f"{res['params_encoder']:,}")
+
+    # --- inference --------------------------------------------------------------------------
+    g = images(infer_batch)
+    loc = images(infer_batch * locals_per_block).view(infer_batch, locals_per_block, 3, img, img)
+    x_bare = images(infer_batch * (1 + locals_per_block))
+    model.eval()
+    bare.eval()
+    # pure images fill the endmember bank once, as after training
+    with torch.no_grad(), autocast():
+        model.update_endmembers(torch.randn(N_CLASSES, model.encoder.out_channels, device=dev),
+                                torch.arange(N_CLASSES, device=dev))
+
+    def infer_model():
+        with torch.inference_mode(), autocast():
+            return model(g, loc)["abundances"]
+
+    def infer_bare():
+        with torch.inference_mode(), autocast():
+            return bare(x_bare)
+
+    t_inf = _timeit(infer_model, steps, warmup, dev)
+    t_inf_bare = _timeit(infer_bare, steps, warmup, dev)
+    res.update(infer_blocks_per_s=infer_batch / t_inf,
+               infer_bare_images_per_s=infer_batch * (1 + locals_per_block) / t_inf_bare,
+               infer_bare_blocks_per_s=infer_batch / t_inf_bare,
+               infer_overhead=t_inf / t_inf_bare)
+    log(f"inference ({infer_batch} blocks x (1 global + {locals_per_block} local)): "
+        f"{res['infer_blocks_per_s']:.1f} blocks/s   bare encoder "
+        f"{res['infer_bare_images_per_s']:.1f} images/s = {res['infer_bare_blocks_per_s']:.1f} "
+        f"blocks/s   overhead x{res['infer_overhead']:.2f}")
+
+    # --- training ---------------------------------------------------------------------------
+    del g, loc, x_bare
+    model.train()
+    bare.train()
+    fr = torch.softmax(torch.randn(batch, N_CLASSES, device=dev) * 3, dim=-1)
+    tb = {"global": images(batch), "local": images(batch), "fractions": fr,
+          "pure": images(batch), "pure_labels": torch.randint(0, N_CLASSES, (batch,), device=dev)}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
+    gn = GradNorm(model.tasks, model.shared_layer().parameters(), alpha=1.5)
+
+    def train_model():
+        opt.zero_grad(set_to_none=True)
+        with autocast():
+            losses = model.losses(tb)
+        gn.backward(losses)
+        opt.step()
+
+    x_train = torch.cat([tb["global"], tb["local"], tb["pure"]])
+    opt_b = torch.optim.AdamW(bare.parameters(), lr=1e-4, weight_decay=1e-2)
+
+    def train_bare():
+        opt_b.zero_grad(set_to_none=True)
+        with autocast():
+            loss = bare(x_train)[-1].float().mean()
+        loss.backward()
+        opt_b.step()
+
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
+    t_tr = _timeit(train_model, steps, warmup, dev)
+    if cuda:
+        res["train_peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    t_tr_bare = _timeit(train_bare, steps, warmup, dev)
+    res.update(train_ms_per_block=1000 * t_tr / batch, train_ms_per_step=1000 * t_tr,
+               train_bare_ms_per_block=1000 * t_tr_bare / batch,
+               train_overhead=t_tr / t_tr_bare, gradnorm_weights=gn.weights)
+    log(f"training (batch {batch} blocks x (1 global + 1 local + 1 pure), GradNorm, AdamW): "
+        f"{res['train_ms_per_block']:.2f} ms/block ({res['train_ms_per_step']:.1f} ms/step)   "
+        f"bare encoder same input {res['train_bare_ms_per_block']:.2f} ms/block   "
+        f"overhead x{res['train_overhead']:.2f}")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lcz_model.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--encoder", default="swin_tiny", choices=sorted(ENCODERS))
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    ap.add_argument("--batch", type=int, default=20, help="training blocks per step")
+    ap.add_argument("--infer-batch", type=int, default=None,
+                    help="inference blocks per call (cuda 64, cpu 8)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps (cuda 20, cpu 3)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up steps (cuda 5, cpu 1)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile model and encoder")
+    ap.add_argument("--img-size", type=int, default=None, help="default: the encoder's (256)")
+    ap.add_argument("--locals", type=int, default=4, help="local patches per inference block")
+    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "none"],
+                    help="auto = bf16 autocast on cuda, fp32 on cpu")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    a = ap.parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    res = run(a.encoder, a.device, a.batch, a.infer_batch, a.steps, a.warmup, a.compile,
+              a.img_size, a.locals, a.amp)
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,323 @@
+"""Read a dataset package (the contract in ``design/dataset-package.md``).
+
+The model trains from a package, never from the app's database. This reader needs only the
+standard library, numpy and (for chips) Pillow; ``blocks.gpkg`` is not needed to train (its
+non-geometry columns are repeated in labels.csv / derivable) and is only opened on request.
+
+    pkg = read_package("var/packages/synthetic-v1")
+    pkg.split("train")       -> list[BlockRecord]
+    pkg.fractions("test")    -> (N, 17) float64 in lcz_model.classes order
+
+Errors say which file and which row or block is wrong, and what is expected.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .classes import CLASSES, KEYS, N_CLASSES
+
+__all__ = [
+    "BlockRecord", "Package", "PackageError", "read_package", "package_checksum",
+    "verify_checksums", "sha256_file", "write_sha256sums", "SUM_TOLERANCE",
+]
+
+SUM_TOLERANCE = 1e-9
+SPLITS = ("train", "test")
+_LOCAL_RE = re.compile(r"^(?P<bid>.+)_(?P<k>\d+)\.png$")
+
+
+class PackageError(ValueError):
+    """The package at hand does not follow dataset-package.md (message says what and where)."""
+
+
+@dataclass
+class BlockRecord:
+    block_id: str
+    split: str | None              # "train", "test" or None (in labels.csv but in no split file)
+    fractions: np.ndarray          # (17,) float64, sums to 1
+    pure: bool                     # one class has abundance 1
+    dominant: int                  # index of the largest fraction (lcz_model.classes order)
+    global_path: Path
+    mask_path: Path
+    local_paths: list[Path] = field(default_factory=list)
+
+    @property
+    def dominant_key(self) -> str:
+        return KEYS[self.dominant]
+
+    def load_chips(self):
+        """The block's images as a :class:`lcz_model.chips.BlockChips`."""
+        from .chips import load_chips
+
+        return load_chips(self.global_path, self.mask_path, self.local_paths)
+
+
+@dataclass
+class Package:
+    path: Path
+    blocks: list[BlockRecord]
+    meta: dict
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def split(self, name: str | None) -> list[BlockRecord]:
+        """Blocks of one split ("train"/"test"); None or "all" gives every block."""
+        if name in (None, "all"):
+            return list(self.blocks)
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS} or 'all'")
+        return [b for b in self.blocks if b.split == name]
+
+    def fractions(self, split: str | None = None) -> np.ndarray:
+        blocks = self.split(split)
+        if not blocks:
+            return np.zeros((0, N_CLASSES))
+        return np.stack([b.fractions for b in blocks])
+
+    def by_id(self) -> dict[str, BlockRecord]:
+        return {b.block_id: b for b in self.blocks}
+
+    def read_blocks_gpkg(self):
+        """blocks.gpkg as a GeoDataFrame (imports geopandas on demand)."""
+        import geopandas as gpd
+
+        p = self.path / "blocks.gpkg"
+        if not p.exists():
+            raise PackageError(f"{p} is missing")
+        return gpd.read_file(p)
+
+
+# --------------------------------------------------------------------------------------------
+# checksums
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(chunk), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _package_files(root: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            rel = Path(dirpath, fn).relative_to(root).as_posix()
+            if rel != "SHA256SUMS":
+                out.append(rel)
+    return sorted(out)
+
+
+def write_sha256sums(root) -> Path:
+    """Write ``root/SHA256SUMS`` (``sha256sum -c`` format, sorted paths) over every other file."""
+    root = Path(root)
+    lines = [f"{sha256_file(root / rel)}  {rel}\n" for rel in _package_files(root)]
+    out = root / "SHA256SUMS"
+    tmp = root / "SHA256SUMS.tmp"
+    tmp.write_text("".join(lines), encoding="utf-8")
+    os.replace(tmp, out)
+    return out
+
+
+def verify_checksums(path) -> None:
+    """Check every line of SHA256SUMS (like ``sha256sum -c``); also that no file is unlisted.
+
+    Raises PackageError listing the first few problems."""
+    root = Path(path)
+    sums = root / "SHA256SUMS"
+    if not sums.exists():
+        raise PackageError(f"{sums} is missing; cannot verify the package")
+    problems, listed = [], set()
+    for n, line in enumerate(sums.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.match(r"^([0-9a-fA-F]{64}) [ *](.+)$", line)
+        if not m:
+            problems.append(f"SHA256SUMS line {n} is not '<sha256>  <path>': {line[:80]!r}")
+            continue
+        digest, rel = m.group(1).lower(), m.group(2)
+        listed.add(rel)
+        f = root / rel
+        if not f.exists():
+            problems.append(f"{rel}: listed in SHA256SUMS but missing")
+        elif sha256_file(f) != digest:
+            problems.append(f"{rel}: checksum differs from SHA256SUMS (file changed or corrupt)")
+    unlisted = [r for r in _package_files(root) if r not in listed]
+    problems += [f"{r}: present but not listed in SHA256SUMS" for r in unlisted]
+    if problems:
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise PackageError(f"package {root} fails verification: " + "; ".join(problems[:10])
+                           + more)
+
+
+def package_checksum(path) -> str:
+    """Identity of a package for the model card: sha256 of its SHA256SUMS file.
+
+    A package without SHA256SUMS (hand-made) gets the sha256 of the SHA256SUMS text that
+    :func:`write_sha256sums` would write for it, so the value is still content-derived."""
+    root = Path(path)
+    sums = root / "SHA256SUMS"
+    if sums.exists():
+        return sha256_file(sums)
+    text = "".join(f"{sha256_file(root / rel)}  {rel}\n" for rel in _package_files(root))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def _read_labels(path: Path) -> tuple[list[str], np.ndarray]:
+    if not path.exists():
+        raise PackageError(f"{path} is missing (labels.csv: block_id, then "
+                           f"{KEYS[0]}..{KEYS[-1]} as fractions)")
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise PackageError(f"{path} is empty") from None
+        rows = list(reader)
+    if not header or header[0] != "block_id":
+        raise PackageError(f"{path}: first column must be 'block_id', found {header[:1]}")
+    cols = header[1:]
+    unknown = [c for c in cols if c not in KEYS]
+    missing = [k for k in KEYS if k not in cols]
+    if unknown or missing:
+        msg = []
+        if unknown:
+            msg.append(f"unknown columns {unknown}")
+        if missing:
+            msg.append(f"missing columns {missing}")
+        raise PackageError(f"{path}: {'; '.join(msg)}; expected block_id then "
+                           f"{', '.join(KEYS)}")
+    if len(set(cols)) != len(cols):
+        raise PackageError(f"{path}: duplicated column names")
+    order = [cols.index(k) for k in KEYS]
+    ids, fr = [], np.zeros((len(rows), N_CLASSES))
+    seen = set()
+    for i, row in enumerate(rows):
+        line = i + 2
+        if not row or all(not c.strip() for c in row):
+            raise PackageError(f"{path} line {line}: empty row")
+        if len(row) != len(header):
+            raise PackageError(f"{path} line {line}: {len(row)} values, header has "
+                               f"{len(header)}")
+        bid = row[0].strip()
+        if not bid:
+            raise PackageError(f"{path} line {line}: empty block_id")
+        if bid in seen:
+            raise PackageError(f"{path} line {line}: block_id {bid!r} appears twice")
+        seen.add(bid)
+        try:
+            vals = np.array([float(row[1 + j]) for j in order])
+        except ValueError:
+            raise PackageError(f"{path} line {line} (block {bid}): non-numeric fraction") \
+                from None
+        if not np.all(np.isfinite(vals)) or vals.min() < 0 or vals.max() > 1:
+            bad = [KEYS[j] for j in range(N_CLASSES)
+                   if not (np.isfinite(vals[j]) and 0 <= vals[j] <= 1)]
+            raise PackageError(f"{path} line {line} (block {bid}): fractions must be in "
+                               f"[0, 1]; bad: {bad}")
+        s = vals.sum()
+        if abs(s - 1.0) > SUM_TOLERANCE:
+            raise PackageError(f"{path} line {line} (block {bid}): fractions sum to {s!r}, "
+                               f"not 1 (tolerance {SUM_TOLERANCE})")
+        ids.append(bid)
+        fr[i] = vals
+    if not ids:
+        raise PackageError(f"{path} has no blocks")
+    return ids, fr
+
+
+def _read_split(path: Path, known: set[str]) -> list[str]:
+    if not path.exists():
+        raise PackageError(f"{path} is missing (one block_id per line)")
+    ids = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    unknown = [b for b in ids if b not in known]
+    if unknown:
+        raise PackageError(f"{path}: {len(unknown)} block id(s) not in labels.csv, e.g. "
+                           f"{unknown[:5]}")
+    if len(set(ids)) != len(ids):
+        raise PackageError(f"{path}: a block id is listed twice")
+    return ids
+
+
+def read_package(path, *, verify: bool = False, require_images: bool = True) -> Package:
+    """Read a package folder. ``verify=True`` also checks SHA256SUMS (every file hashed).
+
+    Checks: labels.csv columns exactly block_id + the 17 class keys, fractions in [0, 1]
+    summing to 1 within 1e-9, unique ids; splits/train.txt and splits/test.txt name known,
+    disjoint blocks; every block has images/global/<id>.png, images/masks/<id>.png and at
+    least one images/local/<id>_<k>.png (unless ``require_images=False``).
+    """
+    root = Path(path)
+    if not root.exists():
+        raise PackageError(f"dataset package {root} does not exist")
+    if root.is_file():
+        raise PackageError(f"{root} is a file; pass the package folder (unzip a .zip first)")
+    if verify:
+        verify_checksums(root)
+    ids, fr = _read_labels(root / "labels.csv")
+    known = set(ids)
+    train = _read_split(root / "splits" / "train.txt", known)
+    test = _read_split(root / "splits" / "test.txt", known)
+    both = set(train) & set(test)
+    if both:
+        raise PackageError(f"{len(both)} block(s) are in both splits/train.txt and "
+                           f"splits/test.txt, e.g. {sorted(both)[:5]}")
+    split_of = {b: "train" for b in train}
+    split_of.update({b: "test" for b in test})
+
+    local_dir = root / "images" / "local"
+    locals_by_id: dict[str, list[tuple[int, Path]]] = {}
+    if local_dir.is_dir():
+        for fn in os.listdir(local_dir):
+            m = _LOCAL_RE.match(fn)
+            if m:
+                locals_by_id.setdefault(m.group("bid"), []).append(
+                    (int(m.group("k")), local_dir / fn))
+    blocks, missing = [], []
+    for bid, f in zip(ids, fr):
+        g = root / "images" / "global" / f"{bid}.png"
+        mk = root / "images" / "masks" / f"{bid}.png"
+        loc = [p for _, p in sorted(locals_by_id.get(bid, []))]
+        if require_images:
+            if not g.exists():
+                missing.append(g.relative_to(root).as_posix())
+            if not mk.exists():
+                missing.append(mk.relative_to(root).as_posix())
+            if not loc:
+                missing.append(f"images/local/{bid}_<k>.png (no local patch)")
+        dom = int(np.argmax(f))
+        blocks.append(BlockRecord(
+            block_id=bid, split=split_of.get(bid), fractions=f,
+            pure=bool(f[dom] >= 1.0 - SUM_TOLERANCE), dominant=dom,
+            global_path=g, mask_path=mk, local_paths=loc))
+    if missing:
+        raise PackageError(f"{root}: {len(missing)} image file(s) missing, e.g. "
+                           f"{missing[:5]}")
+    counts = {s: sum(1 for b in blocks if b.split == s) for s in SPLITS}
+    meta = {
+        "path": str(root.resolve()),
+        "name": root.name,
+        "n_blocks": len(blocks),
+        "counts": counts,
+        "n_unsplit": sum(1 for b in blocks if b.split is None),
+        "n_pure": sum(1 for b in blocks if b.pure),
+        "dominant_counts": {
+            CLASSES[c].key: sum(1 for b in blocks if b.dominant == c) for c in range(N_CLASSES)},
+        "has_sha256sums": (root / "SHA256SUMS").exists(),
+        "verified": bool(verify),
+    }
+    return Package(path=root, blocks=blocks, meta=meta)
