@@ -164,3 +164,65 @@ def zip_package(pkg: Path) -> Path:
 
 def json_text(obj) -> str:
     return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def cut_and_save_chips(raster_path: str, items: list[tuple[str, bytes]], out_dir: str, size: int,
+                       max_local: int, polygon_crs: str = "EPSG:4326") -> list[tuple[str, int]]:
+    """Cut and write the chips of (block_id, polygon WKB) items from one raster.
+
+    Returns (block_id, number of local patches written); 0 = no imagery inside the outline
+    (nothing written). A worker function: plain arguments, no shared state.
+    """
+    import rasterio
+    import shapely
+
+    from .chips import cut_block_chips, save_chips
+
+    done = []
+    with rasterio.open(raster_path) as ds:
+        for block_id, wkb in items:
+            try:
+                chips = cut_block_chips(ds, shapely.from_wkb(wkb), polygon_crs=polygon_crs, size=size,
+                                        max_local=max_local)
+            except ValueError:
+                chips = None
+            if chips is None or not chips.local:
+                done.append((block_id, 0))
+                continue
+            save_chips(chips, out_dir, block_id)
+            done.append((block_id, chips.n_local))
+    return done
+
+
+def write_chips(jobs: dict[str, list[tuple[str, bytes]]], out_dir: Path, *, size: int = 256, max_local: int = 8,
+                workers: int | None = None, progress: bool = True, chunk: int = 16) -> dict[str, int]:
+    """Chips for many blocks: jobs = {raster path: [(block_id, polygon WKB in EPSG:4326), ...]}.
+
+    PNG encoding dominates the cost, so blocks are spread over `workers` processes (default: the
+    CPU count) in chunks; each worker opens the raster itself and reads only its blocks' windows.
+    Output files do not depend on the number of workers. Returns {block_id: number of local patches}.
+    """
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    tasks = [(path, items[i:i + chunk]) for path, items in sorted(jobs.items())
+             for i in range(0, len(items), chunk)]
+    total = sum(len(items) for _, items in tasks)
+    workers = workers or os.cpu_count() or 1
+    result: dict[str, int] = {}
+    with tqdm(total=total, desc="chips", unit="block", disable=not progress) as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            for path, items in tasks:
+                result.update(cut_and_save_chips(path, items, str(out_dir), size, max_local))
+                bar.update(len(items))
+            return result
+        ctx = multiprocessing.get_context("spawn")  # never fork a process holding DB connections
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(cut_and_save_chips, path, items, str(out_dir), size, max_local): len(items)
+                       for path, items in tasks}
+            for fut in as_completed(futures):
+                result.update(fut.result())
+                bar.update(futures[fut])
+    return result

@@ -11,16 +11,13 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 from django.conf import settings
 from django.db.models import Max
-from tqdm import tqdm
 
 from annotator import selectors
-from annotator.models import Annotation, Assignment, Campaign, StreetBlock
+from annotator.models import Annotation, Assignment, Campaign, ImageryScene, StreetBlock
 from lcz_model import package_writer as pw
-from lcz_model.chips import cut_block_chips, save_chips
 from lcz_model.classes import CLASSES, KEYS, N_CLASSES
 
 ODBL = "https://opendatacommons.org/licenses/odbl/1-0/"
@@ -42,6 +39,7 @@ class ExportOptions:
     dataset_version: str = "1"
     chip_size: int = 256
     max_local: int = 8
+    workers: int | None = None       # chip-cutting processes (default: CPU count)
 
 
 @dataclass
@@ -155,33 +153,15 @@ def _labelled_blocks(campaign: Campaign, include_disputed: bool) -> tuple[list[_
 
 
 def _write_chips(blocks: list[_Block], pkg: Path, opts: ExportOptions, progress: bool):
-    kept, dropped = [], []
-    scenes = {}
-    by_scene: dict[int, list[_Block]] = {}
+    scenes = {s.pk: s for s in ImageryScene.objects.filter(pk__in={b.scene_id for b in blocks})}
+    jobs: dict[str, list[tuple[str, bytes]]] = {}
     for b in blocks:
-        by_scene.setdefault(b.scene_id, []).append(b)
-    bar = tqdm(total=len(blocks), desc="chips", unit="block", disable=not progress)
-    try:
-        for scene_id, group in sorted(by_scene.items()):
-            from annotator.models import ImageryScene
-
-            scene = scenes.setdefault(scene_id, ImageryScene.objects.get(pk=scene_id))
-            with rasterio.open(Path(settings.MEDIA_ROOT) / scene.cog_path) as ds:
-                for b in group:
-                    try:
-                        chips = cut_block_chips(ds, b.geom, polygon_crs="EPSG:4326", size=opts.chip_size,
-                                                max_local=opts.max_local)
-                    except ValueError:
-                        chips = None
-                    if chips is None or not chips.local:
-                        dropped.append(b.key)
-                    else:
-                        save_chips(chips, pkg, b.key)
-                        kept.append(b)
-                    bar.update(1)
-    finally:
-        bar.close()
-    kept.sort(key=lambda b: b.key)
+        path = str(Path(settings.MEDIA_ROOT) / scenes[b.scene_id].cog_path)
+        jobs.setdefault(path, []).append((b.key, shapely.to_wkb(b.geom)))
+    n_local = pw.write_chips(jobs, pkg, size=opts.chip_size, max_local=opts.max_local,
+                             workers=opts.workers, progress=progress)
+    kept = sorted((b for b in blocks if n_local.get(b.key, 0) > 0), key=lambda b: b.key)
+    dropped = sorted(b.key for b in blocks if n_local.get(b.key, 0) == 0)
     return kept, dropped
 
 

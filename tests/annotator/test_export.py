@@ -132,10 +132,10 @@ def test_round_trip_export_import_export(labelled, tmp_path, geotiff_factory):
 
 def test_interrupted_export_leaves_no_package(labelled, tmp_path, monkeypatch):
     campaign, *_ = labelled
-    from annotator.export import dataset
+    from lcz_model import chips
 
     calls = {"n": 0}
-    real = dataset.save_chips
+    real = chips.save_chips
 
     def dying(*args, **kwargs):
         calls["n"] += 1
@@ -143,14 +143,14 @@ def test_interrupted_export_leaves_no_package(labelled, tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C in the middle of the chips
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dataset, "save_chips", dying)
+    monkeypatch.setattr(chips, "save_chips", dying)
     with pytest.raises(KeyboardInterrupt):
         export(campaign, tmp_path / "pkg")
     assert not (tmp_path / "pkg").exists()
     assert list(tmp_path.glob(".pkg*")) == []
     # a partial folder left by a killed process is cleaned by the next export
     (tmp_path / ".pkg.999.partial").mkdir()
-    monkeypatch.setattr(dataset, "save_chips", real)
+    monkeypatch.setattr(chips, "save_chips", real)
     export(campaign, tmp_path / "pkg")
     assert (tmp_path / "pkg" / "SHA256SUMS").exists() and not (tmp_path / ".pkg.999.partial").exists()
 
