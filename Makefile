@@ -2,9 +2,12 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 DEMO_ENV := DJANGO_DEBUG=1
+# The test database and broker (override e.g. TEST_DATABASE_URL=postgis://lcz@127.0.0.1:5432/other)
+TEST_DATABASE_URL ?= postgis://lcz@127.0.0.1:5432/lcz
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
 TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
-	DATABASE_URL=postgis://lcz@127.0.0.1:5432/lcz \
-	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
+	DATABASE_URL=$(TEST_DATABASE_URL) \
+	CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	MEDIA_ROOT=$(CURDIR)/var/test-media
 
 .PHONY: demo test setup setup-services services bench-ingest bench-annotate bench-export clean
