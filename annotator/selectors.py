@@ -86,17 +86,21 @@ def my_assignment(user, assignment_id: int) -> Assignment:
 
 
 def next_assignment(user, campaign: Campaign, after_block_id: int | None = None) -> Assignment | None:
-    """Resume drafts first, then the next block to do (after `after_block_id` in block order, wrapping)."""
+    """My next block: drafts first, then blocks to do; each in block order starting after
+    `after_block_id` (the block just done, never handed back) and wrapping round."""
     mine = my_assignments(user, campaign).select_related("block")
-    draft = mine.filter(status=Assignment.Status.DRAFT).order_by("block_id").first()
-    if draft is not None:
-        return draft
-    todo = mine.filter(status=Assignment.Status.TODO).order_by("block_id")
     if after_block_id is not None:
-        later = todo.filter(block_id__gt=after_block_id).first()
-        if later is not None:
-            return later
-    return todo.first()
+        mine = mine.exclude(block_id=after_block_id)
+    for status in (Assignment.Status.DRAFT, Assignment.Status.TODO):
+        candidates = mine.filter(status=status).order_by("block_id")
+        if after_block_id is not None:
+            later = candidates.filter(block_id__gt=after_block_id).first()
+            if later is not None:
+                return later
+        first = candidates.first()
+        if first is not None:
+            return first
+    return None
 
 
 def my_progress(user, campaign: Campaign) -> dict:

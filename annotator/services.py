@@ -250,6 +250,9 @@ def _save_annotation_locked(assignment, actor, request_id, version, permille, co
     if annotation is not None and annotation.submitted_at is not None and assignment.block.status in (
             StreetBlock.Status.COMPLETE, StreetBlock.Status.DISPUTED, StreetBlock.Status.ADJUDICATED):
         raise SplitError({"split": ["this block is complete and in review; it can no longer be edited."]})
+    if annotation is not None and annotation.submitted_at is not None and not submit:
+        raise SplitError({"submit": ["this split is already submitted: send submit=true with a full split "
+                                     "to change it."]})
     before = _annotation_state(annotation)
     now = timezone.now()
     if annotation is None:

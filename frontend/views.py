@@ -3,16 +3,21 @@ import json
 
 from django.contrib.auth.decorators import login_required
 from django.core.serializers import serialize
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotator import selectors
-from annotator.models import Campaign
+from annotator.api.serializers import SceneSerializer, classes_payload
+from annotator.models import Annotation, Campaign
 from lcz_model.classes import CLASSES
 
 
 @login_required
 def home(request):
-    rows = [(c, selectors.blocks_of(c).count(), selectors.scenes_of(c).count()) for c in selectors.campaigns()]
+    mine = set(selectors.campaigns_for(request.user).values_list("pk", flat=True))
+    rows = [(c, selectors.blocks_of(c).count(), selectors.scenes_of(c).count(), c.pk in mine)
+            for c in selectors.campaigns()]
     return render(request, "frontend/home.html", {"rows": rows})
 
 
@@ -28,3 +33,34 @@ def campaign_overview(request, pk: int):
         "scenes": selectors.scenes_of(campaign),
         "classes": CLASSES,
     })
+
+
+@login_required
+@ensure_csrf_cookie
+def workspace(request, pk: int):
+    """The interpreter's full-screen map and split editor. Everything per-user (blocks, my status,
+    my own split) is fetched from the API, which answers only with the requester's own data."""
+    campaign = selectors.campaigns_for(request.user).filter(pk=pk).first()
+    if campaign is None:
+        raise Http404("campaign not found")
+    config = {
+        "campaign": {
+            "id": campaign.pk,
+            "name": campaign.name,
+            "imagery_licence": campaign.imagery_licence,
+            "imagery_attribution": campaign.imagery_attribution,
+            "bounds": list(selectors.campaign_extent(campaign) or []) or None,
+            "scenes": SceneSerializer(selectors.scenes_of(campaign), many=True).data,
+        },
+        "classes": classes_payload(),
+        "flags": [{"key": v, "label": label} for v, label in Annotation.Flag.choices],
+        "api": {
+            "blocks": f"/api/campaigns/{campaign.pk}/blocks/",
+            "progress": f"/api/campaigns/{campaign.pk}/progress/",
+            "next": f"/api/campaigns/{campaign.pk}/next/",
+            "assignment": "/api/assignments/{id}/",
+            "annotation": "/api/assignments/{id}/annotation/",
+        },
+        "login_url": "/accounts/login/",
+    }
+    return render(request, "frontend/workspace.html", {"campaign": campaign, "config": config})

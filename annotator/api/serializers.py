@@ -26,7 +26,7 @@ class SceneSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "crs", "resolution_m", "licence", "attribution", "synthetic", "tiles"]
 
     def get_tiles(self, scene) -> str:
-        return f"/tiles/{scene.pk}/{{z}}/{{x}}/{{y}}.jpeg"
+        return f"/tiles/{scene.pk}/{{z}}/{{x}}/{{y}}.webp"  # transparent outside the scene
 
 
 class CampaignSerializer(serializers.ModelSerializer):

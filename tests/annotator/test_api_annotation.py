@@ -248,6 +248,23 @@ def test_next_resumes_drafts_first_then_follows_on(team, campaign, api_as):
         "assigned": 3, "submitted": 3, "draft": 0, "todo": 0}
 
 
+def test_next_never_hands_back_the_block_just_done(team, campaign, api_as):
+    client = api_as(team["ann"])
+    mine = list(Assignment.objects.filter(interpreter=team["ann"]).order_by("block_id"))
+    save(client, mine[0].pk, split_=split(lcz_6=100))  # drafts on the first two blocks
+    save(client, mine[1].pk, split_=split(lcz_6=100))
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[0].block_id}").json()["id"] == mine[1].pk
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()["id"] == mine[0].pk
+
+
+def test_submitted_split_cannot_go_back_to_a_draft(team, api_as):
+    client, a = api_as(team["ann"]), first_assignment(team["ann"])
+    assert save(client, a.pk, submit=True).status_code == 200
+    back = save(client, a.pk, version=1, split_=split(lcz_6=300), submit=False)
+    assert back.status_code == 400 and "already submitted" in back.json()["submit"][0]
+    assert sum(Annotation.objects.get(assignment=a).permille) == 1000
+
+
 def test_permissions(team, campaign, api_as):
     anon = api_as(None)
     for url in ("/api/campaigns/", f"/api/campaigns/{campaign.pk}/blocks/", "/api/classes/"):

@@ -1,0 +1,135 @@
+"""Browser-test fixtures: Debian's Chromium driven by Playwright against pytest-django's live server.
+
+Playwright's sync API keeps an asyncio loop running in the test thread while it is started, and
+Django then refuses ORM calls there (SynchronousOnlyOperation). The ORM calls these tests make
+between browser steps (and pytest-django's database flush after each test) are plain synchronous
+ones, so the guard is lifted exactly while the browser runs: for this module, restored afterwards,
+so no other test or subprocess inherits it.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.annotator.conftest import team  # noqa: F401  (shared fixture, re-exported)
+from tests.conftest import METRIC_CRS, grid_roads
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    before = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with playwright_api.sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            try:
+                yield b
+            finally:
+                b.close()
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = before
+
+
+@pytest.fixture(autouse=True)
+def _generous_login_rate(settings):
+    """The tests log in a few times a minute from 127.0.0.1; the login rate limit is tested elsewhere."""
+    from django.core.cache import cache
+
+    settings.LOGIN_RATE = "1000/m"
+    cache.clear()
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(viewport=VIEWPORT)
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.js_errors = errors
+    try:
+        yield pg
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture
+def imagery(team, campaign, media_root, tmp_path):
+    """A SYNTHETIC 1 m RGB scene painted over the team's 4 blocks (fixtures.synthetic_city), imported
+    as the campaign's COG."""
+    import geopandas as gpd
+    import shapely
+
+    from annotator import services
+    from annotator.models import StreetBlock
+    from fixtures.synthetic_city import assign_truth, paint_city
+
+    rows = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
+    blocks = gpd.GeoDataFrame({"block_id": [b.block_key for b in rows]},
+                              geometry=[shapely.from_wkt(b.geom.wkt) for b in rows], crs="EPSG:4326").to_crs(METRIC_CRS)
+    tif = paint_city(blocks, assign_truth(len(blocks), seed=5), tmp_path / "city.tif", roads=grid_roads(n=3),
+                     seed=5, progress=False)
+    scene, _ = services.import_imagery(campaign, tif, licence="CC0 test imagery",
+                                       attribution="Synthetic test imagery", name="test city (synthetic)")
+    return scene
+
+
+def login(page, live_server, username: str) -> None:
+    """Log in through the real form, as a person would."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", f"pw-{username}-12345")
+    page.click("form.login button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def open_workspace(page, live_server, campaign) -> None:
+    """From the home page, follow the campaign's workspace link and wait for its blocks."""
+    page.click(f'a[href="/campaigns/{campaign.pk}/work/"]')
+    page.wait_for_url(f"{live_server.url}/campaigns/{campaign.pk}/work/")
+    wait_for_blocks(page)
+
+
+def wait_for_blocks(page, n: int = 4) -> None:
+    page.wait_for_function(f"window.lczWorkspace && window.lczWorkspace.blockLayers.size >= {n}")
+
+
+def click_block(page, block) -> None:
+    """A real mouse click on the block's interior, on the map's canvas (once the map stands still)."""
+    page.wait_for_function("!window.lczWorkspace.moving")
+    p = block.geom.point_on_surface
+    x, y = page.evaluate(
+        """([lat, lng]) => {
+            const m = window.lczWorkspace.map;
+            const pt = m.latLngToContainerPoint([lat, lng]);
+            const r = m.getContainer().getBoundingClientRect();
+            return [r.left + pt.x, r.top + pt.y];
+        }""", [p.y, p.x])
+    page.mouse.click(x, y)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1):
+    """Poll a database condition while the browser works in the live server's thread."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(interval)
