@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("annotator.api.urls")),
     path("tiles/", include("annotator.tile_urls")),
+    path("dashboard/", include("frontend.dashboard_urls")),
     path("", include("frontend.urls")),
 ]
 if settings.DEBUG:

@@ -15,15 +15,16 @@ from lcz_model.classes import CLASSES
 
 @login_required
 def home(request):
-    mine = set(selectors.campaigns_for(request.user).values_list("pk", flat=True))
-    rows = [(c, selectors.blocks_of(c).count(), selectors.scenes_of(c).count(), c.pk in mine)
-            for c in selectors.campaigns()]
+    rows = [(c, selectors.blocks_of(c).count(), selectors.scenes_of(c).count(),
+             selectors.my_assignments(request.user, c).exists() or selectors.is_admin(request.user),
+             selectors.is_reviewer(request.user, c))
+            for c in selectors.campaigns_for(request.user)]
     return render(request, "frontend/home.html", {"rows": rows})
 
 
 @login_required
 def campaign_overview(request, pk: int):
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(selectors.campaigns_for(request.user), pk=pk)
     blocks = selectors.blocks_of(campaign)
     geojson = serialize("geojson", blocks, geometry_field="geom", fields=("block_key", "area_m2", "status"))
     return render(request, "frontend/campaign.html", {

@@ -25,7 +25,15 @@ def test_home_lists_campaigns_and_overview_shows_blocks(client, campaign, tmp_pa
     path = tmp_path / "roads.geojson"
     grid_roads(n=3).to_file(path)
     call_command("import_osm_blocks", str(path), campaign=campaign.name)
-    client.force_login(User.objects.create_user("ann", password="pw-12345-xyz"))
+    from annotator import services
+
+    outsider = User.objects.create_user("eve", password="pw-12345-xyz")
+    client.force_login(outsider)
+    assert campaign.name.encode() not in client.get("/").content  # not a member: not listed
+    assert client.get(f"/campaigns/{campaign.pk}/").status_code == 404
+    ann = User.objects.create_user("ann", password="pw-12345-xyz")
+    services.add_member(campaign, ann, "interpreter")
+    client.force_login(ann)
     home = client.get("/")
     assert home.status_code == 200 and campaign.name.encode() in home.content
     page = client.get(f"/campaigns/{campaign.pk}/")

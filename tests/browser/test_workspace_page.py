@@ -31,7 +31,7 @@ def test_workspace_only_for_the_campaigns_people(client, team, campaign):
     client.force_login(User.objects.create_user("outsider", password="pw-outsider-12345"))
     assert client.get(f"/campaigns/{campaign.pk}/work/").status_code == 404
     home = client.get("/")
-    assert campaign.name.encode() in home.content and f"/campaigns/{campaign.pk}/work/".encode() not in home.content
+    assert campaign.name.encode() not in home.content  # outsiders do not even see it listed
     client.force_login(team["adm"])                  # admins see every campaign
     assert client.get(f"/campaigns/{campaign.pk}/work/").status_code == 200
 

@@ -1,0 +1,369 @@
+"""The coordinator's dashboard and the reviewers' pages: progress, agreement figures and plots, the
+agreement map layer, the review queue and the adjudication page.
+
+Reviewers of the campaign and admins only (``selectors.is_reviewer``): anyone else signed in gets
+403, an unknown campaign or block 404. Pages redirect an anonymous visitor to the login page; the
+data endpoints (PNG plots, GeoJSON) answer 403, as they are fetched by the page, not navigated to.
+Reads go through ``annotator.selectors``; the adjudication itself is posted by the page to the REST
+API (``POST /api/blocks/{id}/review/`` -> ``annotator.curation.adjudicate``).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.contrib.gis.db.models.functions import AsGeoJSON
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Max, Q
+from django.http import Http404, HttpResponse, HttpResponseForbidden, HttpResponseNotModified
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.utils.cache import parse_etags
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_safe
+
+from annotator import selectors
+from annotator.api.serializers import review_block_payload
+from annotator.models import Assignment, Campaign, StreetBlock
+from lcz_model.classes import CLASSES, KEYS
+
+from . import plots
+
+#: Bump when the figures or plots change shape, so cached ones are not served.
+CACHE_VERSION = "dash-1"
+CACHE_SECONDS = 3600
+STATUS_ORDER = [
+    (StreetBlock.Status.OPEN, "Open", "#d0d7de"),
+    (StreetBlock.Status.IN_PROGRESS, "In progress", "#8fb8de"),
+    (StreetBlock.Status.COMPLETE, "Complete", "#3fb950"),
+    (StreetBlock.Status.DISPUTED, "Disputed", "#cf222e"),
+    (StreetBlock.Status.ADJUDICATED, "Adjudicated", "#8250df"),
+]
+QUEUE_PAGE_SIZE = 100
+
+
+# ------------------------------------------------------------------------------------------------
+# access
+# ------------------------------------------------------------------------------------------------
+
+def _reviewable_campaign(request, pk: int) -> Campaign:
+    campaign = get_object_or_404(Campaign, pk=pk)
+    if not selectors.is_reviewer(request.user, campaign):
+        raise PermissionDenied("Only the campaign's reviewers and admins can see this page.")
+    return campaign
+
+
+def _data_endpoint(view):
+    """Fetched by pages (images, GeoJSON): anonymous gets a plain 403, not a login redirect."""
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return HttpResponseForbidden("Log in as a reviewer to see this.\n", content_type="text/plain")
+        return view(request, *args, **kwargs)
+    wrapped.__name__ = view.__name__
+    wrapped.__doc__ = view.__doc__
+    return wrapped
+
+
+# ------------------------------------------------------------------------------------------------
+# figures, cached per campaign state
+# ------------------------------------------------------------------------------------------------
+
+def campaign_state(campaign: Campaign) -> str:
+    """A short fingerprint of everything the agreement figures depend on (submitted splits, which
+    blocks are released, the campaign's threshold and N): two cheap aggregate queries."""
+    sub = Assignment.objects.filter(campaign=campaign, round=1, status=Assignment.Status.SUBMITTED).aggregate(
+        n=Count("id"), t=Max("annotation__updated_at"))
+    released = selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED).count()
+    raw = (f"{CACHE_VERSION}|{campaign.pk}|{campaign.dispute_tv_threshold!r}|{campaign.interpreters_per_block}|"
+           f"{sub['n']}|{sub['t'].isoformat() if sub['t'] else ''}|{released}")
+    return hashlib.sha256(raw.encode()).hexdigest()[:20]
+
+
+def agreement_figures(campaign: Campaign, state: str | None = None) -> dict:
+    """``selectors.campaign_agreement(campaign)``, cached under the campaign's state."""
+    key = f"dashboard:agreement:{state or campaign_state(campaign)}"
+    figures = cache.get(key)
+    if figures is None:
+        figures = selectors.campaign_agreement(campaign)
+        cache.set(key, figures, CACHE_SECONDS)
+    return figures
+
+
+def fmt(value, digits: int = 3, *, percent: bool = False) -> str:
+    """A figure for the page: fixed decimals, or an em dash where it is undefined (None)."""
+    if value is None:
+        return "—"
+    if percent:
+        return f"{100 * value:.1f} %"
+    return f"{value:.{digits}f}"
+
+
+def _summary_rows(figures: dict) -> list[dict]:
+    tv = figures["tv"]
+    kappa = figures["fleiss_kappa_dominant"]
+    disputed = figures["disputed"]
+    return [
+        {"label": "Krippendorff's alpha (interval), mean over classes", "value": fmt(figures["alpha_interval"]["mean"]),
+         "id": "alpha-mean", "help": "per class in the table and the bars; 1 = perfect, 0 = chance"},
+        {"label": "Fleiss' kappa, dominant class", "value": fmt(kappa["kappa"]), "id": "fleiss-kappa",
+         "help": f"over the {kappa['n_blocks']} blocks with exactly {kappa['ratings_per_block']} ratings"},
+        {"label": "Krippendorff's alpha (nominal), dominant class", "value": fmt(figures["alpha_nominal_dominant"]),
+         "id": "alpha-nominal", "help": "units = blocks, values = each interpreter's dominant class"},
+        {"label": "WUDAPT-weighted dominant-class agreement", "value": fmt(figures["weighted_dominant_agreement"]),
+         "id": "weighted-agreement",
+         "help": "mean over rater pairs of the WUDAPT class similarity of their dominant classes"},
+        {"label": "Same dominant class (all interpreters)",
+         "value": fmt(figures["dominant_agreement_rate"], percent=True),
+         "id": "dominant-agreement", "help": "share of the compared blocks"},
+        {"label": "Mean pairwise TV: mean / median / p90",
+         "value": " / ".join(fmt(tv[k]) for k in ("mean", "median", "p90")), "id": "tv",
+         "help": "0 = identical splits, 1 = disjoint"},
+        {"label": "Disputed by the rules", "value": f"{disputed['count']} ({fmt(disputed['share'], percent=True)})",
+         "id": "disputed",
+         "help": f"TV above {figures['tv_threshold']:g}: {disputed['by_tv']}; dominant class split: "
+                 f"{disputed['by_dominant']} (counts also blocks adjudicated since)"},
+    ]
+
+
+def _alpha_rows(figures: dict) -> list[dict]:
+    per_class = figures["alpha_interval"]["per_class"]
+    counts = figures.get("consensus_dominant_counts", {})
+    return [{"cls": c, "value": fmt(per_class.get(c.key)), "raw": per_class.get(c.key),
+             "dominant": counts.get(c.key, 0)} for c in CLASSES]
+
+
+# ------------------------------------------------------------------------------------------------
+# pages
+# ------------------------------------------------------------------------------------------------
+
+@login_required
+def index(request):
+    """The campaigns this person reviews (all, for admins)."""
+    rows = [c for c in selectors.campaigns_for(request.user) if selectors.is_reviewer(request.user, c)]
+    if not rows and not selectors.is_reviewer(request.user):
+        raise PermissionDenied("Only reviewers and admins have a dashboard.")
+    return render(request, "frontend/dashboard/index.html", {"campaigns": rows})
+
+
+def _block_progress(campaign: Campaign) -> dict:
+    counts = dict(selectors.blocks_of(campaign).order_by().values_list("status").annotate(n=Count("id")))
+    total = sum(counts.values())
+    rows = [{"status": s.value, "label": label, "colour": colour, "n": counts.get(s, 0),
+             "share": (100.0 * counts.get(s, 0) / total) if total else 0.0} for s, label, colour in STATUS_ORDER]
+    done = sum(counts.get(s, 0) for s in selectors.RELEASED)
+    return {"rows": rows, "total": total, "released": done,
+            "released_share": (100.0 * done / total) if total else 0.0}
+
+
+def _interpreter_progress(campaign: Campaign, figures: dict) -> list[dict]:
+    S = Assignment.Status
+    agg = {r["interpreter_id"]: r for r in Assignment.objects.filter(campaign=campaign).order_by()
+           .values("interpreter_id").annotate(
+        assigned=Count("id"), submitted=Count("id", filter=Q(status=S.SUBMITTED)),
+        drafts=Count("id", filter=Q(status=S.DRAFT)), todo=Count("id", filter=Q(status=S.TODO)),
+        last=Max("annotation__submitted_at"))}
+    people = {u.pk: u.username for u in selectors.interpreters_of(campaign)}
+    if agg:
+        from django.contrib.auth.models import User
+
+        people.update(User.objects.filter(pk__in=agg).values_list("pk", "username"))
+    stats = {p["name"]: p for p in figures.get("interpreters", [])}
+    rows = []
+    for pk, name in sorted(people.items(), key=lambda kv: kv[1].lower()):
+        a = agg.get(pk, {})
+        assigned = a.get("assigned", 0)
+        s = stats.get(name, {})
+        rows.append({"name": name, "assigned": assigned, "submitted": a.get("submitted", 0),
+                     "drafts": a.get("drafts", 0), "todo": a.get("todo", 0), "last": a.get("last"),
+                     "done_share": (100.0 * a.get("submitted", 0) / assigned) if assigned else 0.0,
+                     "compared": s.get("n_blocks_compared", 0), "mad": fmt(s.get("mad"), 4),
+                     "tv_to_others": fmt(s.get("tv_to_others"))})
+    return rows
+
+
+def _scenes(campaign: Campaign) -> list[dict]:
+    out = []
+    for s in selectors.scenes_of(campaign):
+        tilejson = reverse("tiles:tilejson", args=[s.pk])
+        attribution = " · ".join(filter(None, [
+            s.attribution or campaign.imagery_attribution,
+            "Licence: " + (s.licence or campaign.imagery_licence or "not stated")]))
+        out.append({"id": s.pk, "name": s.name, "tilejson": tilejson,
+                    "tiles": tilejson.removesuffix("tilejson.json") + "{z}/{x}/{y}.jpeg",
+                    "attribution": attribution + (" (synthetic imagery)" if s.synthetic else "")})
+    return out
+
+
+def _first_disputed(campaign: Campaign, exclude: int | None = None, after: int | None = None) -> int | None:
+    """The next disputed block in queue order after block `after` (wrapping), never `exclude`."""
+    ids = list(selectors.review_queue(campaign).filter(status=StreetBlock.Status.DISPUTED)
+               .values_list("id", flat=True))
+    if after in ids:
+        i = ids.index(after)
+        ids = ids[i + 1:] + ids[:i]
+    ids = [b for b in ids if b != exclude]
+    return ids[0] if ids else None
+
+
+@login_required
+def campaign_dashboard(request, pk: int):
+    campaign = _reviewable_campaign(request, pk)
+    state = campaign_state(campaign)
+    figures = agreement_figures(campaign, state)
+    has_data = bool(figures.get("n_blocks"))
+    progress = _block_progress(campaign)
+    extent = selectors.campaign_extent(campaign)
+    config = {
+        "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
+        "threshold": campaign.dispute_tv_threshold,
+        "scenes": _scenes(campaign),
+        "layer": reverse("dashboard:agreement-geojson", args=[campaign.pk]),
+        "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
+    }
+    first = _first_disputed(campaign)
+    return render(request, "frontend/dashboard/campaign.html", {
+        "campaign": campaign,
+        "figures": figures,
+        "has_data": has_data,
+        "summary_rows": _summary_rows(figures) if has_data else [],
+        "alpha_rows": _alpha_rows(figures) if has_data else [],
+        "progress": progress,
+        "interpreters": _interpreter_progress(campaign, figures),
+        "plots": [{"kind": k, "title": t, "alt": alt,
+                   "url": reverse("dashboard:plot", args=[campaign.pk, k]) + f"?v={state}"}
+                  for k, (t, alt) in plots.KINDS.items()],
+        "config": config,
+        "first_disputed": first,
+        "n_disputed": next(r["n"] for r in progress["rows"] if r["status"] == StreetBlock.Status.DISPUTED),
+    })
+
+
+@require_safe
+@_data_endpoint
+def plot_png(request, pk: int, kind: str):
+    """One dashboard plot as PNG, cached per campaign state; ETag revalidation (304)."""
+    if kind not in plots.KINDS:
+        raise Http404(f"no plot {kind!r}")
+    campaign = _reviewable_campaign(request, pk)
+    state = campaign_state(campaign)
+    etag = f'"{kind}-{state}"'
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        response = HttpResponseNotModified()
+    else:
+        key = f"dashboard:plot:{kind}:{state}"
+        png = cache.get(key)
+        if png is None:
+            png = plots.render(kind, agreement_figures(campaign, state))
+            cache.set(key, png, CACHE_SECONDS)
+        response = HttpResponse(png, content_type="image/png")
+    response["ETag"] = etag
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@require_safe
+@_data_endpoint
+def agreement_geojson(request, pk: int):
+    """The released blocks with their agreement (TV, dominant-class agreement, status) for the
+    map layer. Only blocks every interpreter has submitted: never a split, never a name."""
+    campaign = _reviewable_campaign(request, pk)
+    rows = (selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED)
+            .annotate(gj=AsGeoJSON("geom", precision=6))
+            .values_list("id", "block_key", "status", "agreement_tv", "dominant_agrees", "gj"))
+    parts = []
+    for pk_, key, status, tv, agrees, gj in rows:
+        if gj is None:
+            continue
+        props = json.dumps({"block_key": key, "status": status,
+                            "tv": None if tv is None else round(tv, 4), "dominant_agrees": agrees},
+                           separators=(",", ":"))
+        parts.append(f'{{"type":"Feature","id":{pk_},"geometry":{gj},"properties":{props}}}')
+    body = '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
+    response = HttpResponse(body, content_type="application/geo+json")
+    response["Cache-Control"] = "private, no-cache"
+    return response
+
+
+@login_required
+def review_queue(request, pk: int):
+    campaign = _reviewable_campaign(request, pk)
+    qs = selectors.review_queue(campaign)
+    status = request.GET.get("status", "")
+    if status in {s.value for s in selectors.RELEASED}:
+        qs = qs.filter(status=status)
+    else:
+        status = ""
+    counts = dict(selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED).order_by()
+                  .values_list("status").annotate(n=Count("id")))
+    page = Paginator(qs.values("id", "block_key", "status", "agreement_tv", "dominant_agrees", "area_m2"),
+                     QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "frontend/dashboard/queue.html", {
+        "campaign": campaign, "page": page, "status": status,
+        "counts": [(s.value, s.label, counts.get(s.value, 0)) for s in selectors.RELEASED],
+        "total": sum(counts.values()), "first_disputed": _first_disputed(campaign),
+    })
+
+
+def _pct(permille) -> str:
+    return f"{permille / 10:.1f}"
+
+
+@login_required
+@ensure_csrf_cookie
+def review_block(request, block_id: int):
+    """The adjudication page: the block on the imagery, every interpreter's split side by side
+    (unblinded: reviewers only), the consensus, and the editor for the final split."""
+    block = get_object_or_404(StreetBlock.objects.select_related("campaign"), pk=block_id)
+    campaign = block.campaign
+    if not selectors.is_reviewer(request.user, campaign):
+        raise PermissionDenied("Only the campaign's reviewers and admins can adjudicate.")
+    if block.status not in selectors.RELEASED:
+        raise Http404("This block is not released for review: not every interpreter has submitted it yet.")
+    assignments = selectors.block_splits(block)
+    payload = review_block_payload(block, assignments)
+    columns = [{"key": f"a{a.pk}", "label": a.interpreter.username, "permille": a.annotation.permille,
+                "assignment": a.pk} for a in assignments]
+    if block.consensus:
+        columns.append({"key": "consensus", "label": "Consensus", "permille": block.consensus, "assignment": None})
+    final = block.final_permille  # the consensus of a complete block, the adjudicated split, or None
+    groups = []
+    for group, title in (("built", "Built types (LCZ 1–10)"), ("natural", "Land-cover types (LCZ A–G)")):
+        members = [c for c in CLASSES if c.group == group]
+        rows = [{"cls": c, "cells": [_pct(col["permille"][c.index]) for col in columns],
+                 "nonzero": any(col["permille"][c.index] for col in columns),
+                 "final": _pct(final[c.index]) if final else None} for c in members]
+        totals = [_pct(sum(col["permille"][c.index] for c in members)) for col in columns]
+        groups.append({"title": title, "rows": rows, "totals": totals,
+                       "final_total": _pct(sum(final[c.index] for c in members)) if final else None})
+    bars = [{"label": col["label"], "segments": [
+        {"colour": c.colour, "width": v / 10, "title": f"{c.label} {_pct(v)} %"}
+        for c, v in zip(CLASSES, col["permille"]) if v]} for col in columns]
+    next_id = _first_disputed(campaign, exclude=block.pk, after=block.pk)
+    queue_url = reverse("dashboard:review-queue", args=[campaign.pk])
+    next_url = reverse("dashboard:review", args=[next_id]) if next_id else queue_url
+    config = {
+        "block": {"id": block.pk, "key": block.block_key, "status": block.status,
+                  "geometry": payload["geometry"]},
+        "api": reverse("review-block", args=[block.pk]),
+        "classes": [{"index": c.index, "key": c.key, "code": c.code, "name": c.name, "colour": c.colour}
+                    for c in CLASSES],
+        "keys": list(KEYS),
+        "starts": [{"id": "consensus", "label": "consensus", "permille": block.consensus}] if block.consensus else [],
+        "scenes": _scenes(campaign),
+        "next": next_url,
+        "has_next": next_id is not None,
+        "queue": queue_url,
+    }
+    config["starts"] += [{"id": str(col["assignment"]), "label": col["label"], "permille": col["permille"]}
+                         for col in columns if col["assignment"] is not None]
+    if final:
+        config["starts"].append({"id": "final", "label": "current final", "permille": final})
+    return render(request, "frontend/dashboard/review.html", {
+        "campaign": campaign, "street": block, "columns": columns, "groups": groups, "bars": bars,
+        "final": final, "payload": payload, "config": config, "next_id": next_id, "next_url": next_url,
+        "queue_url": queue_url, "tv": fmt(block.agreement_tv),
+        "threshold": campaign.dispute_tv_threshold,
+    })
