@@ -16,6 +16,19 @@ class Campaign(models.Model):
     interpreters_per_block = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
     dispute_tv_threshold = models.FloatField(
         default=0.25, help_text="A complete block whose mean pairwise TV exceeds this goes to adjudication.")
+
+    class Strategy(models.TextChoices):
+        BALD = "bald", "BALD (MC-dropout mutual information)"
+        ENTROPY = "entropy", "Entropy of the predicted split"
+        MARGIN = "margin", "Top-two margin"
+        RANDOM = "random", "Random"
+
+    acquisition_strategy = models.CharField(max_length=10, choices=Strategy.choices, default=Strategy.BALD)
+    assisted_rounds = models.JSONField(
+        default=list, blank=True,
+        help_text="Rounds whose editor starts from the model's split. Blind rounds (the first) never show one.")
+    active_model_version = models.CharField(max_length=80, blank=True,
+                                            help_text="The model whose predictions assisted rounds show.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -127,6 +140,7 @@ class Assignment(models.Model):
     interpreter = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="assignments")
     round = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.TODO)
+    priority = models.FloatField(default=0.0, help_text="Higher first (active learning score).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -151,6 +165,11 @@ class Annotation(models.Model):
     flags = models.JSONField(default=list, blank=True)
     comment = models.TextField(blank=True)
     version = models.PositiveIntegerField(default=1, help_text="Optimistic concurrency: bumps on every save.")
+    # provenance in assisted rounds: the model's suggestion the editor started from
+    suggestion_model_version = models.CharField(max_length=80, blank=True)
+    suggestion_permille = models.JSONField(null=True, blank=True)
+    accepted_unchanged = models.BooleanField(null=True, blank=True)
+    tv_from_suggestion = models.FloatField(null=True, blank=True)
     submitted_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -188,3 +207,42 @@ class Adjudication(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+
+
+class PredictionJob(models.Model):
+    """One run of a model over a campaign's blocks (Celery). Progress is derived from the stored
+    predictions, so a killed worker never leaves a wrong count."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="prediction_jobs")
+    checkpoint = models.CharField(max_length=500)
+    model_version = models.CharField(max_length=80)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+
+class Prediction(models.Model):
+    """A model's split for one block, with uncertainty; one per (block, model_version)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="predictions")
+    block = models.ForeignKey(StreetBlock, on_delete=models.CASCADE, related_name="predictions")
+    model_version = models.CharField(max_length=80)
+    permille = models.JSONField(help_text="17 per-mille integers summing to 1000.")
+    entropy = models.FloatField()
+    bald = models.FloatField()
+    margin = models.FloatField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["block", "model_version"], name="prediction_unique_per_model")
+        ]
+        indexes = [models.Index(fields=["campaign", "model_version"])]

@@ -86,19 +86,23 @@ def my_assignment(user, assignment_id: int) -> Assignment:
 
 
 def next_assignment(user, campaign: Campaign, after_block_id: int | None = None) -> Assignment | None:
-    """My next block: drafts first, then blocks to do; each in block order starting after
-    `after_block_id` (the block just done, never handed back) and wrapping round."""
+    """My next block: drafts first, then blocks to do; each by priority (active-learning score,
+    highest first), then block order starting after `after_block_id` (the block just done, never
+    handed back) and wrapping round."""
+    from django.db.models import Q
+
     mine = my_assignments(user, campaign).select_related("block")
+    current = 0.0
     if after_block_id is not None:
+        current = mine.filter(block_id=after_block_id).values_list("priority", flat=True).first() or 0.0
         mine = mine.exclude(block_id=after_block_id)
     for status in (Assignment.Status.DRAFT, Assignment.Status.TODO):
-        candidates = mine.filter(status=status).order_by("block_id")
+        candidates = mine.filter(status=status).order_by("-priority", "block_id")
         if after_block_id is not None:
-            later = candidates.filter(block_id__gt=after_block_id).first()
-            if later is not None:
-                return later
-        first = candidates.first()
-        if first is not None:
+            later = candidates.filter(Q(priority__lt=current) | Q(priority=current, block_id__gt=after_block_id))
+            if (first_later := later.first()) is not None:
+                return first_later
+        if (first := candidates.first()) is not None:
             return first
     return None
 

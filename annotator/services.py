@@ -264,6 +264,7 @@ def _save_annotation_locked(assignment, actor, request_id, version, permille, co
     annotation.version += 1
     if submit:
         annotation.submitted_at = now
+        _record_suggestion_provenance(assignment, annotation)
     annotation.save()
     assignment.status = Assignment.Status.SUBMITTED if annotation.submitted_at else Assignment.Status.DRAFT
     assignment.save(update_fields=["status"])
@@ -274,6 +275,19 @@ def _save_annotation_locked(assignment, actor, request_id, version, permille, co
     )
     _update_block_status(assignment)
     return SaveResult(annotation, replayed=False)
+
+
+def _record_suggestion_provenance(assignment: Assignment, annotation: Annotation) -> None:
+    """In an assisted round: which model split the editor started from, and what became of it."""
+    from .assist import suggestion_for
+
+    suggestion = suggestion_for(assignment)
+    if suggestion is None:
+        return
+    annotation.suggestion_model_version = suggestion.model_version
+    annotation.suggestion_permille = suggestion.permille
+    annotation.accepted_unchanged = list(annotation.permille) == list(suggestion.permille)
+    annotation.tv_from_suggestion = 0.5 * sum(abs(a - b) for a, b in zip(annotation.permille, suggestion.permille)) / 1000
 
 
 def _update_block_status(assignment: Assignment) -> None:

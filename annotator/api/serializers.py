@@ -49,7 +49,8 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["split", "confidence", "flags", "comment", "version", "submitted", "submitted_at", "updated_at"]
+        fields = ["split", "confidence", "flags", "comment", "version", "submitted", "submitted_at", "updated_at",
+                  "suggestion_model_version", "accepted_unchanged", "tv_from_suggestion"]
 
     def get_split(self, a) -> dict[str, int]:
         return as_dict(a.permille)
@@ -63,10 +64,18 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
     block = serializers.SerializerMethodField()
     annotation = serializers.SerializerMethodField()
+    suggestion = serializers.SerializerMethodField()
 
     class Meta:
         model = Assignment
-        fields = ["id", "campaign", "round", "status", "block", "annotation"]
+        fields = ["id", "campaign", "round", "status", "block", "annotation", "suggestion"]
+
+    def get_suggestion(self, a) -> dict | None:
+        """The model's split, only in assisted rounds (blind rounds never show one)."""
+        from annotator.assist import suggestion_for
+
+        p = suggestion_for(a)
+        return None if p is None else {"model_version": p.model_version, "split": as_dict(p.permille)}
 
     def get_block(self, a) -> dict:
         b = a.block

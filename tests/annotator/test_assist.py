@@ -1,0 +1,182 @@
+"""Assist on PostGIS: pre-labels through Celery (eager and a real Redis worker that gets killed),
+blind rounds never show predictions, provenance, the active-learning queue."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+
+from annotator import assist, services
+from annotator.models import Annotation, Assignment, Prediction, PredictionJob, StreetBlock
+from config.celery import app as celery_app
+from lcz_model.classes import KEYS
+from tests.conftest import grid_roads
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """An untrained swin_micro MSU-Net saved as lcz_model.train saves runs (enough for the plumbing)."""
+    import torch
+
+    from lcz_model.msunet import build_model
+
+    torch.manual_seed(0)
+    model = build_model("full", encoder="swin_micro", img_size=64)
+    run = tmp_path_factory.mktemp("run")
+    torch.save({"model": model.state_dict(), "model_config": model.cfg.to_dict()}, run / "checkpoint.pt")
+    (run / "model_card.json").write_text(json.dumps({"model_version": "tiny-test-v1"}))
+    return run
+
+
+def _campaign_with_imagery(campaign, geotiff_factory, n=3):
+    x0, y0, x1, y1 = grid_roads(n=n).total_bounds
+    tif = geotiff_factory(width=int(x1 - x0) + 40, height=int(y1 - y0) + 40, origin=(x0 - 20, y1 + 20))
+    services.import_imagery(campaign, tif)
+
+
+@pytest.fixture
+def eager():
+    before = {k: celery_app.conf.get(k) for k in ("task_always_eager", "task_eager_propagates")}
+    celery_app.conf.update(task_always_eager=True, task_eager_propagates=True)
+    yield
+    celery_app.conf.update(before)
+
+
+@pytest.fixture
+def predicted(campaign, media_root, geotiff_factory, request, tiny_checkpoint, eager):
+    _campaign_with_imagery(campaign, geotiff_factory)
+    team = request.getfixturevalue("team")
+    call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
+    campaign.refresh_from_db()
+    return campaign, team
+
+
+@pytest.mark.django_db
+def test_predict_blocks_stores_one_prediction_per_block(predicted, tiny_checkpoint):
+    campaign, _ = predicted
+    preds = list(Prediction.objects.filter(campaign=campaign))
+    assert len(preds) == StreetBlock.objects.filter(campaign=campaign).count() == 4
+    assert all(sum(p.permille) == 1000 and min(p.permille) >= 0 for p in preds)
+    assert all(p.model_version == "tiny-test-v1" and p.entropy >= 0 and p.bald >= -1e-9 for p in preds)
+    job = PredictionJob.objects.get()
+    assert job.status == "done" and assist.job_progress(job)["done"] == 4
+    assert campaign.active_model_version == "tiny-test-v1"
+    call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
+    assert Prediction.objects.count() == 4  # idempotent per (block, model_version)
+
+
+@pytest.mark.django_db
+def test_blind_rounds_never_show_predictions(predicted, api_as):
+    campaign, team = predicted
+    a = Assignment.objects.filter(interpreter=team["ann"], round=1).first()
+    body = api_as(team["ann"]).get(f"/api/assignments/{a.pk}/").json()
+    assert body["suggestion"] is None
+    everything = api_as(team["ann"]).get(f"/api/campaigns/{campaign.pk}/next/").content.decode()
+    everything += api_as(team["ann"]).get(f"/api/campaigns/{campaign.pk}/blocks/").content.decode()
+    assert "tiny-test-v1" not in everything and "suggestion\": {" not in everything
+
+
+@pytest.mark.django_db
+def test_assisted_round_shows_the_model_split_and_records_provenance(predicted, api_as):
+    campaign, team = predicted
+    queued = assist.queue_next_batch(campaign, k=2, round=2)
+    assert len(queued) == 2
+    campaign.refresh_from_db()
+    assert campaign.assisted_rounds == [2]
+    mine = list(Assignment.objects.filter(round=2).order_by("-priority"))
+    first = mine[0]
+    client = api_as(first.interpreter)
+    view = client.get(f"/api/assignments/{first.pk}/").json()
+    assert view["suggestion"]["model_version"] == "tiny-test-v1"
+    suggested = view["suggestion"]["split"]
+    r = client.put(f"/api/assignments/{first.pk}/annotation/", data=json.dumps(
+        {"request_id": str(uuid.uuid4()), "version": 0, "split": suggested, "submit": True}),
+        content_type="application/json")
+    assert r.status_code == 200 and r.json()["accepted_unchanged"] is True and r.json()["tv_from_suggestion"] == 0
+    other = mine[1]
+    edited = {k: 0 for k in KEYS} | {"lcz_g": 1000}
+    r = api_as(other.interpreter).put(f"/api/assignments/{other.pk}/annotation/", data=json.dumps(
+        {"request_id": str(uuid.uuid4()), "version": 0, "split": edited, "submit": True}),
+        content_type="application/json")
+    ann = Annotation.objects.get(assignment=other)
+    assert ann.accepted_unchanged is False and ann.suggestion_model_version == "tiny-test-v1"
+    assert ann.tv_from_suggestion == pytest.approx(1 - ann.suggestion_permille[16] / 1000)
+
+
+@pytest.mark.django_db
+def test_queue_orders_by_score_and_guards_diversity(predicted):
+    campaign, _ = predicted
+    ids = assist.queue_next_batch(campaign, k=4, round=2)
+    prios = {a.block_id: a.priority for a in Assignment.objects.filter(round=2)}
+    bald = {p.block_id: p.bald for p in Prediction.objects.all()}
+    assert [prios[b] for b in ids] == sorted((prios[b] for b in ids), reverse=True)
+    assert all(prios[b] == pytest.approx(bald[b]) for b in ids)
+    # blocks with a final label are never queued
+    StreetBlock.objects.filter(pk=ids[0]).update(final_permille=[1000] + [0] * 16)
+    again = assist.queue_next_batch(campaign, k=4, round=3)
+    assert ids[0] not in again
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_real_worker_killed_mid_job_then_rerun_completes_without_duplicates(
+        campaign, media_root, geotiff_factory, request, tiny_checkpoint, settings):
+    _campaign_with_imagery(campaign, geotiff_factory, n=5)
+    x0, y0, x1, y1 = grid_roads(n=5).total_bounds
+    path = Path(media_root).parent / "roads5.geojson"
+    grid_roads(n=5).to_file(path)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
+    n_blocks = StreetBlock.objects.filter(campaign=campaign).count()
+    assert n_blocks == 16
+    broker = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/15"
+    db = settings.DATABASES["default"]
+    env = dict(os.environ, DJANGO_DEBUG="1", CELERY_BROKER_URL=broker, MEDIA_ROOT=str(media_root),
+               DATABASE_URL=f"postgis://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+               LCZ_PREDICT_CHUNK="1", DJANGO_SETTINGS_MODULE="config.settings")
+    if celery_app.conf.task_always_eager:
+        pytest.fail("the test settings must name a real broker (make test sets CELERY_BROKER_URL)")
+    celery_app.control.purge()
+
+    def start_worker():
+        return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
+                                 "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
+                                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+
+    worker = start_worker()
+    try:
+        job = assist.start_prediction(campaign, str(tiny_checkpoint))
+        deadline = time.monotonic() + 120
+        while Prediction.objects.filter(campaign=campaign).count() == 0:
+            assert time.monotonic() < deadline, "the worker stored nothing in 120 s"
+            assert worker.poll() is None, worker.stderr.read().decode()[-2000:]
+            time.sleep(0.05)
+        os.killpg(worker.pid, signal.SIGSTOP)  # freeze it mid-job ...
+        stopped_at = Prediction.objects.filter(campaign=campaign).count()
+        os.killpg(worker.pid, signal.SIGKILL)  # ... and kill it, as an OOM killer would
+        worker.wait()
+        assert 0 < stopped_at < n_blocks
+        celery_app.control.purge()  # the lost tasks are gone with the worker
+        worker = start_worker()
+        call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint),
+                     timeout=180, verbosity=0)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+    preds = Prediction.objects.filter(campaign=campaign, model_version="tiny-test-v1")
+    assert preds.count() == n_blocks
+    assert len(set(preds.values_list("block_id", flat=True))) == n_blocks
+    assert PredictionJob.objects.filter(campaign=campaign).latest("id").status == "done"
+    del job
