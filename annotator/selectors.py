@@ -241,3 +241,31 @@ def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: boo
     if include_blocks:
         result["block_ids"] = [int(b) for b in arrays.block_ids]
     return result
+
+
+# --- LCZ fraction maps (reviewers and admins: predictions must never reach blind interpreters) ----
+
+def fraction_rows(campaign: Campaign, source: str, bbox=None):
+    """(block ids, block keys, per-mille (N,17), geometry GeoJSON strings) of the campaign's blocks by
+    `source`: "consensus" (the final label, else the consensus, of released blocks) or a model_version."""
+    from .models import Prediction
+
+    qs = blocks_of(campaign)
+    if bbox is not None:
+        qs = qs.filter(geom__bboverlaps=Polygon.from_bbox(bbox))
+    if source == "consensus":
+        rows = qs.filter(status__in=RELEASED).annotate(gj=AsGeoJSON("geom", precision=6)).values_list(
+            "id", "block_key", "final_permille", "consensus", "gj")
+        out = [(i, k, f if f is not None else c, g) for i, k, f, c, g in rows if (f or c) is not None]
+    else:
+        rows = (Prediction.objects.filter(campaign=campaign, model_version=source, block__in=qs)
+                .annotate(gj=AsGeoJSON("block__geom", precision=6))
+                .values_list("block_id", "block__block_key", "permille", "gj"))
+        out = list(rows)
+    return out
+
+
+def model_versions(campaign: Campaign) -> list[str]:
+    from .models import Prediction
+
+    return sorted(set(Prediction.objects.filter(campaign=campaign).values_list("model_version", flat=True)))

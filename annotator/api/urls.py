@@ -14,6 +14,7 @@ urlpatterns = [
     path("campaigns/<int:campaign_id>/next/", views.NextAssignmentView.as_view(), name="next-assignment"),
     path("assignments/<int:assignment_id>/", views.AssignmentView.as_view(), name="assignment"),
     path("assignments/<int:assignment_id>/annotation/", views.AnnotationSaveView.as_view(), name="annotation"),
+    path("campaigns/<int:campaign_id>/fractions/", views.FractionsLayerView.as_view(), name="fractions"),
     path("campaigns/<int:campaign_id>/review/", views.ReviewQueueView.as_view(), name="review-queue"),
     path("blocks/<int:block_id>/review/", views.ReviewBlockView.as_view(), name="review-block"),
     path("blocks/<int:block_id>/history/", views.BlockHistoryView.as_view(), name="block-history"),

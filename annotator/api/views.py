@@ -223,3 +223,37 @@ class ReviewBlockView(APIView):
             raise ValidationError(exc.errors) from None
         block.refresh_from_db()
         return Response(review_block_payload(block, selectors.block_splits(block)))
+
+
+class FractionsLayerView(APIView):
+    """Per-block LCZ fractions for map layers: consensus labels or a model's predictions."""
+
+    permission_classes = [IsReviewerRole]
+
+    @extend_schema(
+        summary="Blocks with their 17 fractions (per-mille) from the consensus or a model (reviewers)",
+        parameters=[OpenApiParameter("source", str, description="consensus (default) or a model_version"),
+                    OpenApiParameter("bbox", str, description="minlon,minlat,maxlon,maxlat")],
+        responses={(200, "application/geo+json"): OpenApiTypes.OBJECT},
+    )
+    def get(self, request, campaign_id: int):
+        import json as _json
+
+        from lcz_model.classes import KEYS
+
+        campaign = _campaign_for(request, campaign_id)
+        if not selectors.is_reviewer(request.user, campaign):
+            raise NotFound("campaign not found")
+        source = request.query_params.get("source") or "consensus"
+        if source != "consensus" and source not in selectors.model_versions(campaign):
+            raise ValidationError({"source": [f"unknown model_version; known: {selectors.model_versions(campaign)}"]})
+        rows = selectors.fraction_rows(campaign, source, _parse_bbox(request.query_params.get("bbox")))
+        parts = []
+        for pk, key, permille, gj in rows:
+            dominant = max(range(len(permille)), key=permille.__getitem__)
+            props = _json.dumps({"block_key": key, "dominant": KEYS[dominant], **dict(zip(KEYS, permille))},
+                                separators=(",", ":"))
+            parts.append(f'{{"type":"Feature","id":{pk},"geometry":{gj},"properties":{props}}}')
+        body = ('{"type":"FeatureCollection","source":' + _json.dumps(source) + ',"model_versions":'
+                + _json.dumps(selectors.model_versions(campaign)) + ',"features":[' + ",".join(parts) + "]}")
+        return HttpResponse(body, content_type="application/geo+json")

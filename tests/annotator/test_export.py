@@ -205,3 +205,36 @@ def test_import_refuses_a_broken_package(labelled, tmp_path):
     with pytest.raises(CommandError, match="Nothing was changed"):
         call_command("import_dataset", str(pkg), campaign="Copy")
     assert StreetBlock.objects.filter(campaign=other).count() == 0
+
+
+def test_export_maps_writes_fraction_cogs_with_the_right_values(labelled, tmp_path):
+    import rasterio
+    from pyproj import Transformer
+    from rio_cogeo.cogeo import cog_validate
+
+    campaign, *_ = labelled
+    call_command("export_maps", campaign=campaign.name, source="consensus", out=str(tmp_path / "maps"),
+                 resolution=2.0, verbosity=0)
+    names = sorted(p.name for p in (tmp_path / "maps").iterdir())
+    assert "dominant.tif" in names and "overview.png" in names and "fraction_lcz_6.tif" in names
+    assert len([n for n in names if n.startswith("fraction_")]) == 17
+    for name in ("fraction_lcz_6.tif", "dominant.tif"):
+        assert cog_validate(str(tmp_path / "maps" / name), quiet=True)[0]
+    block = StreetBlock.objects.order_by("block_key").first()  # its label is SPLITS[0]: 60 % LCZ 6, 40 % B
+    c = block.geom.point_on_surface
+    with rasterio.open(tmp_path / "maps" / "fraction_lcz_6.tif") as ds:
+        assert ds.crs.to_epsg() == 32635  # the UTM zone of Helsinki
+        x, y = Transformer.from_crs(4326, ds.crs, always_xy=True).transform(c.x, c.y)
+        assert next(ds.sample([(x, y)]))[0] == pytest.approx(0.6)
+        # the 2 x 2 blocks meet at a road crossing in the middle: no block there, nodata
+        middle = ((ds.bounds.left + ds.bounds.right) / 2, (ds.bounds.top + ds.bounds.bottom) / 2)
+        assert next(ds.sample([middle]))[0] == ds.nodata
+    with rasterio.open(tmp_path / "maps" / "fraction_lcz_b.tif") as ds:
+        assert next(ds.sample([(x, y)]))[0] == pytest.approx(0.4)
+    with rasterio.open(tmp_path / "maps" / "dominant.tif") as ds:
+        assert next(ds.sample([(x, y)]))[0] == KEYS.index("lcz_6") + 1
+        assert ds.colormap(1)[KEYS.index("lcz_6") + 1][:3] == (0xFF, 0x99, 0x55)
+    with pytest.raises(CommandError, match="unknown source"):
+        call_command("export_maps", campaign=campaign.name, source="no-such-model", out=str(tmp_path / "m2"))
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("export_maps", campaign=campaign.name, out=str(tmp_path / "maps"))

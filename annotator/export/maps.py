@@ -1,0 +1,124 @@
+"""`export_maps`: per-class LCZ fraction rasters (Cloud-Optimized GeoTIFF) and a PNG overview.
+
+Blocks are burnt into a grid in the campaign's local UTM zone: each pixel takes the fraction of
+its block (consensus labels or a model's predictions); pixels outside every block are nodata.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import rasterio
+import shapely
+from rasterio.features import rasterize
+from rasterio.transform import from_origin
+
+from annotator import selectors
+from annotator.models import Campaign
+from lcz_model.classes import CLASSES
+
+NODATA = -1.0
+
+
+class MapExportError(Exception):
+    pass
+
+
+@dataclass
+class MapReport:
+    out: Path
+    n_blocks: int
+    crs: str
+    shape: tuple[int, int]
+    files: list[str]
+
+
+def export_maps(campaign: Campaign, source: str, out: str | Path, *, resolution: float = 5.0) -> MapReport:
+    out = Path(out).resolve()
+    if out.exists():
+        raise MapExportError(f"{out} already exists; choose a new folder.")
+    if resolution <= 0:
+        raise MapExportError("--resolution must be positive (metres).")
+    if source != "consensus" and source not in selectors.model_versions(campaign):
+        raise MapExportError(f"unknown source {source!r}: use consensus or one of "
+                             f"{selectors.model_versions(campaign) or 'no model versions yet'}.")
+    rows = selectors.fraction_rows(campaign, source)
+    if not rows:
+        raise MapExportError(f"campaign {campaign.name!r} has no blocks with {source} fractions yet.")
+    geoms = gpd.GeoSeries([shapely.from_geojson(r[3]) for r in rows], crs="EPSG:4326")
+    crs = geoms.estimate_utm_crs()
+    geoms_m = geoms.to_crs(crs)
+    fractions = np.asarray([r[2] for r in rows], dtype=np.float32) / 1000.0
+    minx, miny, maxx, maxy = geoms_m.total_bounds
+    width = max(1, int(np.ceil((maxx - minx) / resolution)))
+    height = max(1, int(np.ceil((maxy - miny) / resolution)))
+    transform = from_origin(minx, maxy, resolution, resolution)
+    index = rasterize(((g, i + 1) for i, g in enumerate(geoms_m.values)), out_shape=(height, width),
+                      transform=transform, fill=0, dtype="int32", all_touched=False)
+    inside = index > 0
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    files = []
+    try:
+        profile = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform)
+        for c in CLASSES:
+            band = np.full((height, width), NODATA, dtype=np.float32)
+            band[inside] = fractions[index[inside] - 1, c.index]
+            name = f"fraction_{c.key}.tif"
+            _write_cog(tmp / name, band, dict(profile, dtype="float32", nodata=NODATA),
+                       description=f"Fraction of LCZ {c.code} ({c.name}) per block, source: {source}")
+            files.append(name)
+        dominant = np.zeros((height, width), dtype=np.uint8)
+        dominant[inside] = fractions[index[inside] - 1].argmax(axis=1).astype(np.uint8) + 1
+        _write_cog(tmp / "dominant.tif", dominant, dict(profile, dtype="uint8", nodata=0),
+                   description="Dominant LCZ class per block: value = class index + 1 (lcz_model.classes order), "
+                               "0 = no block", colormap={c.index + 1: (*c.rgb, 255) for c in CLASSES})
+        files.append("dominant.tif")
+        _overview_png(tmp / "overview.png", dominant, fractions, campaign, source)
+        files.append("overview.png")
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return MapReport(out=out, n_blocks=len(rows), crs=crs.to_string(), shape=(height, width), files=files)
+
+
+def _write_cog(path: Path, array: np.ndarray, profile: dict, *, description: str, colormap=None) -> None:
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    plain = path.with_suffix(".plain.tif")
+    with rasterio.open(plain, "w", **profile) as dst:
+        dst.write(array, 1)
+        dst.update_tags(DESCRIPTION=description)
+        if colormap:
+            dst.write_colormap(1, colormap)
+    cog = cog_profiles.get("deflate")
+    cog.update(blockxsize=256, blockysize=256)
+    cog_translate(str(plain), str(path), cog, quiet=True, overview_resampling="nearest",
+                  additional_cog_metadata={"DESCRIPTION": description})
+    plain.unlink()
+
+
+def _overview_png(path: Path, dominant: np.ndarray, fractions: np.ndarray, campaign: Campaign, source: str) -> None:
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rgba = np.zeros((*dominant.shape, 4), dtype=np.uint8)
+    for c in CLASSES:
+        rgba[dominant == c.index + 1] = (*c.rgb, 255)
+    present = sorted(set(int(v) - 1 for v in np.unique(dominant) if v > 0))
+    fig = Figure(figsize=(9, 9 * dominant.shape[0] / max(dominant.shape[1], 1) * 0.8 + 1.5), dpi=110)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(rgba, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(f"{campaign.name}: dominant LCZ per block ({source}, {len(fractions)} blocks)")
+    handles = [Patch(facecolor=CLASSES[i].colour, edgecolor="#555", label=f"LCZ {CLASSES[i].code} {CLASSES[i].name}")
+               for i in present]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8, frameon=False)
+    fig.savefig(path, bbox_inches="tight")
