@@ -180,3 +180,49 @@ def test_real_worker_killed_mid_job_then_rerun_completes_without_duplicates(
     assert len(set(preds.values_list("block_id", flat=True))) == n_blocks
     assert PredictionJob.objects.filter(campaign=campaign).latest("id").status == "done"
     del job
+
+
+@pytest.mark.slow
+@pytest.mark.django_db
+def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_factory, request, eager, monkeypatch):
+    """Export -> train -> predict -> queue on a 9-block grid with 4 labelled blocks; a second call
+    after a crash in the predict step resumes there without re-training."""
+    from annotator import learning
+
+    _campaign_with_imagery(campaign, geotiff_factory, n=4)
+    path = Path(media_root).parent / "roads4.geojson"
+    grid_roads(n=4).to_file(path)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
+    team = request.getfixturevalue("team")
+    for i, block in enumerate(StreetBlock.objects.filter(campaign=campaign).order_by("block_key")[:6]):
+        for a in Assignment.objects.filter(block=block):
+            split = {k: 0 for k in KEYS} | ({"lcz_6": 1000} if i % 2 else {"lcz_a": 700, "lcz_d": 300})
+            services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=0, split=split, submit=True)
+    calls = {"train": 0}
+    real_train = __import__("lcz_model.train", fromlist=["train"]).train
+
+    def counting_train(cfg):
+        calls["train"] += 1
+        return real_train(cfg)
+
+    monkeypatch.setattr("lcz_model.train.train", counting_train)
+    monkeypatch.setattr(assist, "start_prediction", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker lost")))
+    opts = learning.RoundOptions(epochs=1, img_size=64, batch=2, batch_size=4)
+    with pytest.raises(RuntimeError, match="worker lost"):
+        learning.run_round(campaign, opts, say=lambda s: None)
+    state = json.loads((learning.round_dir(campaign, 1) / "state.json").read_text())
+    assert set(state) == {"export", "train"} and calls["train"] == 1
+    monkeypatch.undo()
+    monkeypatch.setattr("lcz_model.train.train", counting_train)
+    out = []
+    learning.run_round(campaign, opts, say=out.append)
+    assert calls["train"] == 1  # resumed after training: not trained again
+    state = json.loads((learning.round_dir(campaign, 1) / "state.json").read_text())
+    assert state["queue"]["round"] == 2 and len(state["queue"]["blocks"]) == 2
+    labelled = set(StreetBlock.objects.filter(final_permille__isnull=False).values_list("id", flat=True))
+    assert not set(state["queue"]["blocks"]) & labelled
+    assert Assignment.objects.filter(round=2).count() == 2
+    campaign.refresh_from_db()
+    assert campaign.assisted_rounds == [2] and campaign.active_model_version == state["train"]["model_version"]
+    assert learning.current_round(campaign) == 2
+    assert (learning.round_dir(campaign, 1) / "run" / "encoder_weights.pt").exists()
