@@ -238,3 +238,18 @@ def test_export_maps_writes_fraction_cogs_with_the_right_values(labelled, tmp_pa
         call_command("export_maps", campaign=campaign.name, source="no-such-model", out=str(tmp_path / "m2"))
     with pytest.raises(CommandError, match="already exists"):
         call_command("export_maps", campaign=campaign.name, out=str(tmp_path / "maps"))
+
+
+@pytest.mark.slow
+def test_train_msunet_trains_from_an_exported_package(labelled, tmp_path):
+    campaign, *_ = labelled
+    pkg = export(campaign, tmp_path / "pkg")
+    call_command("train_msunet", dataset=str(pkg), out=str(tmp_path / "run"), encoder="swin_micro", epochs=1,
+                 img_size=64, batch_size=4, device="cpu", verbosity=0)
+    import json as _json
+
+    card = _json.loads((tmp_path / "run" / "model_card.json").read_text())
+    assert card["model_version"] and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert (tmp_path / "run" / "learning_curve.png").exists() and (tmp_path / "run" / "log.csv").exists()
+    with pytest.raises(CommandError):
+        call_command("train_msunet", dataset=str(tmp_path / "nope"), out=str(tmp_path / "run2"), verbosity=0)

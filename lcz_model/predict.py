@@ -1,0 +1,201 @@
+"""Inference: checkpoint + block chips -> 17 fractions per block.
+
+    from lcz_model.predict import load_model, predict_blocks
+    preds = predict_blocks("var/runs/full", chips_iter)      # (N, 17), rows sum to 1
+
+Every local patch of a block is used (up to k, default 8, evenly spread by
+``lcz_model.chips.cut_block_chips``). DECISION (method.md: "averages the fused features or
+outputs"): every (global, local_k) pair is one sample, as in training, and the K pairs'
+abundance vectors are averaged (``MSUNet`` does this given local (B,K,...) and local_mask).
+
+CLI (every block of a package, or one split of it):
+    python -m lcz_model.predict --checkpoint RUN --dataset PKG [--split test] [--out preds.csv]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from .classes import KEYS, N_CLASSES
+from .data import prepare_chips
+
+__all__ = ["load_checkpoint", "load_model", "predict_blocks", "predict_tensors",
+           "predict_dataset", "resolve_checkpoint", "main"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CARD_NAME = "model_card.json"
+
+
+def resolve_checkpoint(path) -> Path:
+    """A run folder (its checkpoint.pt) or a checkpoint file."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / CHECKPOINT_NAME
+    if not p.exists():
+        raise FileNotFoundError(f"no checkpoint at {p}; pass a run folder written by "
+                                f"`python -m lcz_model.train` or its {CHECKPOINT_NAME}")
+    return p
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    ck = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=False)
+    if not isinstance(ck, dict) or "model" not in ck or "model_config" not in ck:
+        raise ValueError(f"{path} is not an lcz_model training checkpoint")
+    return ck
+
+
+def _build_from_config(model_config: dict):
+    from .msunet import MSUNet, MSUNetConfig
+
+    # weights come from the checkpoint: do not re-read the encoder's initial checkpoint file
+    return MSUNet(MSUNetConfig.from_dict({**model_config, "encoder_checkpoint": None}))
+
+
+def load_model(checkpoint, device="cpu"):
+    """(model in eval mode on device, checkpoint dict without the optimizer state)."""
+    ck = load_checkpoint(checkpoint)
+    model = _build_from_config(ck["model_config"])
+    model.load_state_dict(ck["model"])
+    model.to(device).eval()
+    info = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "scheduler",
+                                                     "gradnorm", "rng")}
+    return model, info
+
+
+@torch.no_grad()
+def predict_tensors(model, global_img: torch.Tensor, local: torch.Tensor,
+                    valid: torch.Tensor | None = None) -> torch.Tensor:
+    """global (B,3,H,W), local (B,K,3,H,W) with valid (B,K) bool -> (B,17) abundances: the mean
+    over each block's valid local patches of the (global, local_k) pair's abundances."""
+    # MSUNet pairs every valid local patch with its block's global image and averages the
+    # pairs' abundances (local_mask marks the padded slots).
+    out = model(global_img, local, local_mask=valid)["abundances"].float()
+    # renormalise against float drift so rows sum to 1 (they are means of distributions)
+    return out / out.sum(1, keepdim=True).clamp(min=1e-12)
+
+
+def _device_ctx(device):
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def _model_img_size(model, default=256) -> int:
+    cfg = getattr(model, "cfg", None) or getattr(model, "config", None)
+    return int(getattr(cfg, "img_size", default) or default)
+
+
+@torch.no_grad()
+def predict_blocks(checkpoint, chips_iter: Iterable, batch_size: int = 16, *, device="cpu",
+                   k_local: int = 8, img_size: int | None = None,
+                   progress: bool = False) -> np.ndarray:
+    """Fractions for each block of ``chips_iter`` -> (N, 17) float64, rows sum to 1.
+
+    checkpoint: a run folder, a checkpoint file, or a loaded model. chips_iter: BlockChips
+    (from ``cut_block_chips`` or ``load_chips``) or dicts with global_rgb, mask, local.
+    """
+    if isinstance(checkpoint, torch.nn.Module):
+        model = checkpoint.to(device).eval()
+    else:
+        model, _ = load_model(checkpoint, device)
+    size = int(img_size or _model_img_size(model))
+    rows: list[np.ndarray] = []
+    buf: list[dict] = []
+
+    def flush():
+        if not buf:
+            return
+        g = torch.stack([b["global"] for b in buf]).to(device)
+        loc = torch.stack([b["local"] for b in buf]).to(device)
+        val = torch.stack([b["local_valid"] for b in buf]).to(device)
+        with _device_ctx(device):
+            rows.append(predict_tensors(model, g, loc, val).double().cpu().numpy())
+        buf.clear()
+
+    it = chips_iter
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(chips_iter, desc="predict", unit="block")
+    for ch in it:
+        if isinstance(ch, dict):
+            g, m, loc = ch["global_rgb"], ch["mask"], ch["local"]
+        else:
+            g, m, loc = ch.global_rgb, ch.mask, ch.local
+        buf.append(prepare_chips(g, m, loc, img_size=size, k_local=k_local))
+        if len(buf) >= batch_size:
+            flush()
+    flush()
+    if not rows:
+        return np.zeros((0, N_CLASSES))
+    out = np.concatenate(rows)
+    return out / out.sum(1, keepdims=True)
+
+
+@torch.no_grad()
+def predict_dataset(model, dataset, batch_size: int = 16, device="cpu",
+                    num_workers: int = 0) -> np.ndarray:
+    """Predictions for an evaluation ``BlockDataset`` (train=False), in its order."""
+    from torch.utils.data import DataLoader
+
+    model.eval()
+    dl = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    rows = []
+    for b in dl:
+        with _device_ctx(device):
+            p = predict_tensors(model, b["global"].to(device), b["local"].to(device),
+                                b["local_valid"].to(device))
+        rows.append(p.double().cpu().numpy())
+    out = np.concatenate(rows)
+    return out / out.sum(1, keepdims=True)
+
+
+def _auto_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Predict 17 LCZ fractions per block of a dataset "
+                                 "package with a trained MSU-Net checkpoint.")
+    ap.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt")
+    ap.add_argument("--dataset", required=True, help="dataset package folder")
+    ap.add_argument("--split", default="all", choices=["all", "train", "test"])
+    ap.add_argument("--out", default=None, help="CSV to write (default: stdout)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--k-local", type=int, default=8)
+    ap.add_argument("--device", default="auto")
+    a = ap.parse_args(argv)
+    from .package import read_package
+
+    device = _auto_device(a.device)
+    pkg = read_package(a.dataset)
+    blocks = pkg.split(a.split)
+    model, info = load_model(a.checkpoint, device)
+    preds = predict_blocks(model, (b.load_chips() for b in blocks), a.batch_size,
+                           device=device, k_local=a.k_local, progress=a.out is not None)
+    version = info.get("model_version", "")
+    out = open(a.out, "w", newline="", encoding="utf-8") if a.out else sys.stdout
+    try:
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(["block_id", *KEYS, "model_version"])
+        for b, p in zip(blocks, preds):
+            w.writerow([b.block_id, *(f"{v:.6f}" for v in p), version])
+    finally:
+        if a.out:
+            out.close()
+    if a.out:
+        print(f"wrote {len(blocks)} predictions to {a.out} (model {version})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
