@@ -335,3 +335,30 @@ def test_stale_save_offers_the_saved_version(page, live_server, team, campaign, 
     expect(page.locator("#pct-lcz_5")).to_have_value("")
     page.keyboard.press("Enter")                     # the reloaded 100 % can be submitted
     wait_until(lambda: Annotation.objects.filter(assignment=first, submitted_at__isnull=False).exists())
+
+
+def test_review_mode_starts_from_the_models_split_and_blind_rounds_do_not(page, live_server, team, campaign,
+                                                                         imagery):
+    from annotator.models import Prediction
+
+    blind, *_ = my_assignments(team["ann"])
+    block = blind.block
+    Prediction.objects.create(campaign=campaign, block=block, model_version="m-test",
+                              permille=permille(lcz_6=550, lcz_b=450), entropy=0.7, bald=0.1, margin=0.9)
+    campaign.active_model_version, campaign.assisted_rounds = "m-test", [2]
+    campaign.save()
+    assisted = Assignment.objects.create(campaign=campaign, block=block, interpreter=team["ann"], round=2, priority=0.1)
+    login(page, live_server, "ann")
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/work/#a={blind.pk}")
+    expect(page.locator("#editor")).to_be_visible()
+    expect(page.locator("#ed-suggestion")).to_be_hidden()      # round 1 is blind: no model split
+    expect(page.locator("#total")).to_have_text("0.0 %")
+    page.goto(f"{live_server.url}/campaigns/{campaign.pk}/work/#a={assisted.pk}")
+    page.reload()
+    expect(page.locator("#ed-suggestion")).to_be_visible()
+    expect(page.locator("#ed-suggestion")).to_contain_text("m-test")
+    expect(page.locator("#total")).to_have_text("100.0 %")
+    assert float(page.input_value("#pct-lcz_6")) == 55.0 and float(page.input_value("#pct-lcz_b")) == 45.0
+    page.click("#submit-btn")
+    ann = wait_until(lambda: Annotation.objects.filter(assignment=assisted, submitted_at__isnull=False).first())
+    assert ann.accepted_unchanged is True and ann.suggestion_model_version == "m-test"

@@ -58,3 +58,4 @@ def test_workspace_page_carries_classes_and_urls_but_no_split(client, team, camp
     assert b"ann-private" not in page and b'"lcz_3":437' not in page
     for static in (b"leaflet/leaflet.js", b"frontend/workspace.js", b"frontend/workspace.css"):
         assert static in response.content
+

@@ -684,6 +684,11 @@
     $("#comment").value = ed.comment;
     $("#ed-block").textContent = `Block ${a.block.block_key}`;
     $("#ed-area").textContent = `${Math.round(a.block.area_m2).toLocaleString()} m² · assignment ${a.id}`;
+    const note = $("#ed-suggestion");
+    note.hidden = !a.suggestion;
+    note.textContent = a.suggestion
+      ? `Review mode: started from the model's split (model ${a.suggestion.model_version}). Accept it or edit it.`
+      : "";
     showErrors(null);
     chooseClass(null, false);
     renderEditorState();
@@ -715,7 +720,9 @@
     const pending = pendingFor(a.id);
     if (!pending.length) versions.set(a.id, a.annotation ? a.annotation.version : 0);
     // edits still in the save queue are newer than what the server sent
-    const source = pending.length ? pending[pending.length - 1].body : a.annotation;
+    // assisted rounds: a block not yet touched opens on the model's split (blind rounds get none)
+    const suggested = a.suggestion ? { split: a.suggestion.split, confidence: null, flags: [], comment: "" } : null;
+    const source = pending.length ? pending[pending.length - 1].body : (a.annotation || suggested);
     const wasOpen = ed.open;
     ed.open = true;
     $("#editor").hidden = false;
