@@ -13,5 +13,6 @@ urlpatterns = [
     path("campaigns/<int:pk>/plots/<slug:kind>.png", views.plot_png, name="plot"),
     path("campaigns/<int:pk>/agreement.geojson", views.agreement_geojson, name="agreement-geojson"),
     path("campaigns/<int:pk>/review/", views.review_queue, name="review-queue"),
+    path("campaigns/<int:pk>/maps/", views.lcz_maps, name="maps"),
     path("review/<int:block_id>/", views.review_block, name="review"),
 ]

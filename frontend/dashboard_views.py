@@ -192,7 +192,7 @@ def _scenes(campaign: Campaign) -> list[dict]:
             s.attribution or campaign.imagery_attribution,
             "Licence: " + (s.licence or campaign.imagery_licence or "not stated")]))
         out.append({"id": s.pk, "name": s.name, "tilejson": tilejson,
-                    "tiles": tilejson.removesuffix("tilejson.json") + "{z}/{x}/{y}.jpeg",
+                    "tiles": tilejson.removesuffix("tilejson.json") + "{z}/{x}/{y}.webp",
                     "attribution": attribution + (" (synthetic imagery)" if s.synthetic else "")})
     return out
 
@@ -367,3 +367,24 @@ def review_block(request, block_id: int):
         "queue_url": queue_url, "tv": fmt(block.agreement_tv),
         "threshold": campaign.dispute_tv_threshold,
     })
+
+
+@login_required
+def lcz_maps(request, pk: int):
+    """LCZ maps: the blocks coloured by one class's fraction or by their dominant class, from the
+    consensus or a model's predictions (``GET /api/campaigns/{id}/fractions/``), over the imagery."""
+    campaign = _reviewable_campaign(request, pk)
+    extent = selectors.campaign_extent(campaign)
+    sources = [{"id": "consensus", "label": "Consensus (labels)"}] + [
+        {"id": v, "label": f"Model {v}"} for v in selectors.model_versions(campaign)]
+    config = {
+        "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
+        "scenes": _scenes(campaign),
+        "fractions": reverse("fractions", args=[campaign.pk]),
+        "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
+        "classes": [{"index": c.index, "key": c.key, "code": c.code, "label": c.label, "name": c.name,
+                     "group": c.group, "colour": c.colour} for c in CLASSES],
+        "sources": sources,
+    }
+    return render(request, "frontend/dashboard/maps.html", {
+        "campaign": campaign, "classes": CLASSES, "sources": sources, "config": config})

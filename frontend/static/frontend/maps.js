@@ -1,0 +1,312 @@
+/* LCZ maps: street blocks coloured by one class's fraction or by their dominant class, from the
+ * consensus or a model's predictions, over the campaign's imagery.
+ *
+ * Configuration comes from #maps-config (frontend.dashboard_views.lcz_maps); classes, their order
+ * and their WUDAPT colours come from the server (lcz_model.classes), never from here. The blocks come
+ * from GET /api/campaigns/{id}/fractions/?source=... (GeoJSON, 17 per-mille values per block) and are
+ * drawn on one canvas renderer. Keyboard: ← / → previous / next class, d toggles the dominant mode.
+ */
+(function () {
+  "use strict";
+
+  const FRACTION_OPACITY = [0.35, 0.9];    // fill opacity at 0 % and at 100 % (times the opacity slider)
+  const DOMINANT_OPACITY = 0.8;
+  const OUTLINE = { color: "#ffffff", weight: 1, opacity: 0.9 };
+
+  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  const toHex = (v) => "#" + v.map((x) => Math.round(x).toString(16).padStart(2, "0")).join("");
+  const pct = (permille) => `${(permille / 10).toFixed(1)} %`;
+
+  /** The sequential ramp of a class: white and nearly transparent at 0, its WUDAPT colour at 1. */
+  function ramp(colour, f) {
+    const t = Math.max(0, Math.min(1, f));
+    const c = rgb(colour);
+    return {
+      fillColor: toHex(c.map((v) => 255 + t * (v - 255))),
+      fillOpacity: +(FRACTION_OPACITY[0] + t * (FRACTION_OPACITY[1] - FRACTION_OPACITY[0])).toFixed(4),
+    };
+  }
+
+  function init() {
+    const cfgEl = document.getElementById("maps-config");
+    if (!cfgEl) return;
+    const cfg = JSON.parse(cfgEl.textContent);
+    const classes = cfg.classes;
+    const byKey = Object.fromEntries(classes.map((c) => [c.key, c]));
+    const sourceSel = document.getElementById("source");
+    const modeInputs = Array.from(document.querySelectorAll('#modes input[name="mode"]'));
+    const classButtons = Array.from(document.querySelectorAll("#class-list button[data-key]"));
+    const mapEl = document.getElementById("lcz-map");
+    const opacityInput = document.getElementById("opacity");
+
+    // state, from the address (shareable), else consensus / fraction of the first class
+    const q = new URLSearchParams(location.search);
+    const state = {
+      source: q.get("source") || "consensus",
+      mode: q.get("mode") === "dominant" ? "dominant" : "fraction",
+      cls: byKey[q.get("class")] ? q.get("class") : classes[0].key,
+      opacity: 1,
+    };
+    if (!Array.from(sourceSel.options).some((o) => o.value === state.source)) addSource(state.source);
+
+    // --- the map ---------------------------------------------------------------------------------
+    const map = L.map("lcz-map", { preferCanvas: true, maxZoom: 22, zoomSnap: 0.25, keyboard: false });
+    map.attributionControl.setPrefix(false);
+    map.attributionControl.addAttribution("Blocks © OpenStreetMap contributors (ODbL)");
+    addScenes(map, cfg.scenes);
+    const b = cfg.campaign.bounds;
+    const panel = document.getElementById("maps-panel");
+    const left = panel && panel.offsetWidth < mapEl.clientWidth / 2 ? panel.offsetLeft + panel.offsetWidth : 0;
+    if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { paddingTopLeft: [left + 20, 20], paddingBottomRight: [20, 20], animate: false });
+    else map.setView([0, 0], 2);
+
+    const renderer = L.canvas({ padding: 0.5 });
+    const layer = L.geoJSON(null, {
+      renderer,
+      style: styleOf,
+      onEachFeature: (f, l) => {
+        l.bindTooltip(() => tooltipOf(f.properties), { sticky: true, direction: "top", className: "lcz-tip" });
+        if (state.source === "consensus" && cfg.review) {
+          l.bindPopup(() => `<strong>${esc(f.properties.block_key)}</strong><br>` +
+            `<a href="${esc(cfg.review.replace("{id}", f.id))}">Open its splits for review →</a>`);
+        }
+      },
+    }).addTo(map);
+
+    const note = L.control({ position: "topright" });
+    note.onAdd = () => L.DomUtil.create("div", "map-note");
+    note.addTo(map);
+    const setNote = (text, kind) => {
+      const el = note.getContainer();
+      el.textContent = text;
+      el.dataset.kind = kind || "";
+      el.id = "maps-note";
+    };
+
+    const legend = L.control({ position: "bottomright" });
+    legend.onAdd = () => {
+      const d = L.DomUtil.create("div", "legend lcz-legend");
+      d.id = "lcz-legend";
+      L.DomEvent.disableClickPropagation(d);
+      return d;
+    };
+    legend.addTo(map);
+
+    // --- colours -------------------------------------------------------------------------------
+    function styleOf(feature) {
+      const p = feature.properties;
+      if (state.mode === "dominant") {
+        const c = byKey[p.dominant];
+        return { ...OUTLINE, fill: true, fillColor: c ? c.colour : "#8c959f",
+                 fillOpacity: DOMINANT_OPACITY * state.opacity };
+      }
+      const s = ramp(byKey[state.cls].colour, (p[state.cls] || 0) / 1000);
+      return { ...OUTLINE, fill: true, fillColor: s.fillColor, fillOpacity: s.fillOpacity * state.opacity };
+    }
+
+    function topThree(p) {
+      return classes.map((c) => ({ c, v: p[c.key] || 0 })).filter((x) => x.v > 0)
+        .sort((x, y) => y.v - x.v || x.c.index - y.c.index).slice(0, 3);
+    }
+
+    function tooltipOf(p) {
+      const rows = topThree(p).map(({ c, v }) =>
+        `<tr><td><i class="swatch" style="background: ${esc(c.colour)}"></i>${esc(c.label)}</td>` +
+        `<td class="name">${esc(c.name)}</td><td class="num">${pct(v)}</td></tr>`);
+      let extra = "";
+      if (state.mode === "fraction" && !topThree(p).some((x) => x.c.key === state.cls)) {
+        const c = byKey[state.cls];
+        extra = `<tr class="selected"><td><i class="swatch" style="background: ${esc(c.colour)}"></i>${esc(c.label)}</td>` +
+          `<td class="name">${esc(c.name)}</td><td class="num">${pct(p[state.cls] || 0)}</td></tr>`;
+      }
+      return `<div class="tip-key">${esc(p.block_key)}</div><table>${rows.join("")}${extra}</table>`;
+    }
+
+    function renderLegend() {
+      const d = legend.getContainer();
+      const src = sourceSel.selectedOptions[0] ? sourceSel.selectedOptions[0].textContent : state.source;
+      if (state.mode === "fraction") {
+        const c = byKey[state.cls];
+        const stops = [0, 0.25, 0.5, 0.75, 1].map((f) => {
+          const s = ramp(c.colour, f);
+          const [r, g, bl] = rgb(s.fillColor);
+          return `rgba(${r}, ${g}, ${bl}, ${s.fillOpacity}) ${f * 100}%`;
+        });
+        d.dataset.mode = "fraction";
+        d.dataset.class = c.key;
+        d.innerHTML =
+          `<div class="legend-title">${esc(c.label)} ${esc(c.name)}: share of the block</div>` +
+          `<div class="ramp checker"><div style="background: linear-gradient(to right, ${stops.join(", ")})"></div></div>` +
+          `<div class="ramp-ticks"><span>0 %</span><span>50 %</span><span>100 %</span></div>` +
+          `<div class="legend-source muted">${esc(src)}</div>`;
+      } else {
+        const counts = {};
+        layer.eachLayer((l) => { const k = l.feature.properties.dominant; counts[k] = (counts[k] || 0) + 1; });
+        const present = classes.filter((c) => counts[c.key]);
+        d.dataset.mode = "dominant";
+        delete d.dataset.class;
+        d.innerHTML = `<div class="legend-title">Dominant class</div>` +
+          (present.length ? present.map((c) =>
+            `<div class="legend-row" data-key="${esc(c.key)}"><i class="swatch" style="background: ${esc(c.colour)}"></i>` +
+            `<span>${esc(c.label)} ${esc(c.name)}</span><span class="count">${counts[c.key]}</span></div>`).join("")
+            : `<div class="muted">no blocks</div>`) +
+          `<div class="legend-source muted">${esc(src)}</div>`;
+      }
+    }
+
+    function restyle() {
+      layer.setStyle(styleOf);
+      renderLegend();
+      modeInputs.forEach((i) => { i.checked = i.value === state.mode; });
+      classButtons.forEach((btn) => {
+        const on = btn.dataset.key === state.cls;
+        btn.setAttribute("aria-checked", on ? "true" : "false");
+        btn.tabIndex = on ? 0 : -1;
+      });
+      document.getElementById("class-list").classList.toggle("inactive", state.mode === "dominant");
+      mapEl.dataset.mode = state.mode;
+      mapEl.dataset.class = state.cls;
+      const params = new URLSearchParams({ source: state.source, mode: state.mode, class: state.cls });
+      history.replaceState(null, "", `${location.pathname}?${params}`);
+    }
+
+    // --- data ------------------------------------------------------------------------------------
+    const cache = new Map();
+    let ticket = 0;
+
+    function addSource(id) {
+      const o = document.createElement("option");
+      o.value = id;
+      o.textContent = id === "consensus" ? "Consensus (labels)" : `Model ${id}`;
+      sourceSel.appendChild(o);
+    }
+
+    async function load(source) {
+      const mine = ++ticket;
+      mapEl.dataset.loaded = "";
+      setNote("Loading blocks …", "busy");
+      let data = cache.get(source);
+      try {
+        if (!data) {
+          const url = `${cfg.fractions}?source=${encodeURIComponent(source)}`;
+          const r = await fetch(url, { credentials: "same-origin" });
+          if (!r.ok) {
+            let detail = "";
+            try { const body = await r.json(); detail = body.detail || JSON.stringify(body.source || body); } catch (e) { /* not JSON */ }
+            throw new Error(`HTTP ${r.status}${detail ? ": " + detail : ""}`);
+          }
+          data = await r.json();
+          cache.set(source, data);
+        }
+      } catch (e) {
+        if (mine !== ticket) return;
+        layer.clearLayers();
+        renderLegend();
+        setNote(`Could not load the blocks (${e.message}).`, "error");
+        mapEl.dataset.loaded = "error";
+        return;
+      }
+      if (mine !== ticket) return;   // the person has switched again meanwhile
+      for (const v of data.model_versions || []) {
+        if (!Array.from(sourceSel.options).some((o) => o.value === v)) addSource(v);
+      }
+      layer.clearLayers();
+      layer.addData(data);
+      const n = data.features.length;
+      setNote(n ? `${n} block${n === 1 ? "" : "s"} · ${sourceSel.selectedOptions[0].textContent}`
+        : (source === "consensus"
+          ? "No block has a consensus yet: blocks appear once all their interpreters have submitted."
+          : `Model ${source} has no predictions here.`), n ? "" : "empty");
+      restyle();
+      mapEl.dataset.loaded = String(n);
+    }
+
+    // --- controls --------------------------------------------------------------------------------
+    function setClass(key) {
+      state.cls = key;
+      state.mode = "fraction";
+      restyle();
+    }
+
+    function stepClass(delta) {
+      const i = classes.findIndex((c) => c.key === state.cls);
+      setClass(classes[(i + delta + classes.length) % classes.length].key);  // back to the fraction mode
+    }
+
+    function toggleDominant() {
+      state.mode = state.mode === "dominant" ? "fraction" : "dominant";
+      restyle();
+    }
+
+    sourceSel.value = state.source;
+    sourceSel.addEventListener("change", () => { state.source = sourceSel.value; load(state.source); });
+    modeInputs.forEach((i) => i.addEventListener("change", () => {
+      if (i.checked) { state.mode = i.value; restyle(); }
+    }));
+    classButtons.forEach((btn) => btn.addEventListener("click", () => setClass(btn.dataset.key)));
+    if (opacityInput) {
+      opacityInput.addEventListener("input", () => {
+        state.opacity = Math.max(0, Math.min(100, Number(opacityInput.value))) / 100;
+        layer.setStyle(styleOf);
+      });
+    }
+
+    document.addEventListener("keydown", (e) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+      const t = e.target;
+      if (t && (t.tagName === "INPUT" || t.tagName === "SELECT" || t.tagName === "TEXTAREA" || t.isContentEditable)) return;
+      const inList = t && t.closest && t.closest("#class-list");
+      if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+        e.preventDefault();
+        stepClass(e.key === "ArrowRight" ? 1 : -1);
+        if (inList) document.querySelector(`#class-list button[data-key="${state.cls}"]`).focus();
+      } else if ((e.key === "d" || e.key === "D") && !e.shiftKey) {
+        e.preventDefault();
+        toggleDominant();
+      }
+    });
+
+    restyle();
+    load(state.source);
+
+    /** For tests and the console: the colour a block is drawn with now. */
+    function styleOfBlock(blockKey) {
+      let out = null;
+      layer.eachLayer((l) => {
+        if (l.feature.properties.block_key === blockKey) {
+          out = { fillColor: l.options.fillColor, fillOpacity: l.options.fillOpacity, color: l.options.color };
+        }
+      });
+      return out;
+    }
+
+    window.lczMaps = { map, layer, renderer, state, ramp, styleOfBlock, setClass, toggleDominant, load };
+  }
+
+  /** Imagery tile layers of the campaign's scenes, under the blocks (bounds and zooms from TileJSON). */
+  function addScenes(map, scenes) {
+    for (const scene of scenes) {
+      const opts = { attribution: esc(scene.attribution), maxZoom: 22, maxNativeZoom: 19, minZoom: 0 };
+      // WebP tiles (TileJSON's default) are transparent outside the scene; JPEG ones black
+      let url = scene.tiles.replace(/\.jpe?g$/, ".webp");
+      fetch(scene.tilejson, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : null))
+        .then((tj) => {
+          if (!tj) return;
+          if (Array.isArray(tj.tiles) && tj.tiles.length) url = tj.tiles[0];
+          if (Number.isInteger(tj.maxzoom)) opts.maxNativeZoom = tj.maxzoom;
+          if (Number.isInteger(tj.minzoom)) opts.minZoom = tj.minzoom;
+          if (Array.isArray(tj.bounds) && tj.bounds.length === 4) {
+            opts.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
+          }
+        })
+        .catch(() => null)
+        .then(() => L.tileLayer(url, opts).addTo(map).bringToBack());
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
