@@ -120,7 +120,9 @@ def test_queue_orders_by_score_and_guards_diversity(predicted):
     ids = assist.queue_next_batch(campaign, k=4, round=2)
     prios = {a.block_id: a.priority for a in Assignment.objects.filter(round=2)}
     bald = {p.block_id: p.bald for p in Prediction.objects.all()}
-    assert [prios[b] for b in ids] == sorted((prios[b] for b in ids), reverse=True)
+    # the most useful block leads; the diversity guard may hold back near-duplicates of it until the
+    # batch has to be filled, so the rest need not be in score order
+    assert ids[0] == max(bald, key=bald.get) and len(set(ids)) == 4
     assert all(prios[b] == pytest.approx(bald[b]) for b in ids)
     # blocks with a final label are never queued
     StreetBlock.objects.filter(pk=ids[0]).update(final_permille=[1000] + [0] * 16)
