@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +12,7 @@ import shapely
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.gis.geos import GEOSGeometry
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from . import selectors
@@ -226,15 +228,32 @@ def save_annotation(assignment: Assignment, actor: User, *, request_id, version:
     if confidence is not None and not (1 <= int(confidence) <= 5):
         raise SplitError({"confidence": ["must be 1..5."]})
     try:
-        with transaction.atomic():
-            return _save_annotation_locked(assignment, actor, request_id, version, permille,
-                                           confidence, flags, comment, submit)
+        return _retry_when_locked(lambda: _save_annotation_once(
+            assignment, actor, request_id, version, permille, confidence, flags, comment, submit))
     except IntegrityError:
         # a concurrent retry of the same request won the race: replay what it stored
         event = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
         if event is None:
             raise
         return SaveResult(Annotation.objects.get(pk=event.annotation_id), replayed=True)
+
+
+def _save_annotation_once(*args) -> SaveResult:
+    with transaction.atomic():
+        return _save_annotation_locked(*args)
+
+
+def _retry_when_locked(write, attempts: int = 8):
+    """Run a write transaction again when SQLite (the embedded default) reports its one write lock
+    busy. Safe: the whole transaction was rolled back, and saves carry an idempotency key that is
+    checked inside the transaction, so a retry never applies a save twice. PostGIS never needs it."""
+    for attempt in range(attempts):
+        try:
+            return write()
+        except OperationalError as exc:
+            if "database is locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
 
 
 def _save_annotation_locked(assignment, actor, request_id, version, permille, confidence, flags,

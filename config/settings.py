@@ -108,10 +108,9 @@ if DATABASES["default"]["ENGINE"] == "django.contrib.gis.db.backends.spatialite"
     # IMMEDIATE: a save (services run each write in one transaction) takes the write lock when its
     # transaction begins, so concurrent saves queue on the busy timeout instead of failing on a
     # read-to-write lock upgrade. Requests are not wrapped in transactions: reads never lock.
-    # WAL: readers never block the writer (nor it them).
+    # (The file is switched to WAL once, after migrate: readers then never block the writer.)
     DATABASES["default"].setdefault("OPTIONS", {}).update({
-        "timeout": 30, "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"})
+        "timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA synchronous=NORMAL;"})
     SPATIALITE_LIBRARY_PATH = os.environ.get("SPATIALITE_LIBRARY_PATH", "mod_spatialite")
 elif DATABASES["default"]["ENGINE"] not in {"django.contrib.gis.db.backends.postgis"}:
     raise ImproperlyConfigured(
