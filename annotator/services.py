@@ -24,7 +24,14 @@ ROLE_GROUPS = ("interpreter", "reviewer", "admin")
 
 
 def ensure_role_groups() -> dict[str, Group]:
-    return {name: Group.objects.get_or_create(name=name)[0] for name in ROLE_GROUPS}
+    """The role groups; the admin group holds every permission of this app (the admin site's pages)."""
+    from django.contrib.auth.models import Permission
+
+    groups = {name: Group.objects.get_or_create(name=name)[0] for name in ROLE_GROUPS}
+    perms = Permission.objects.filter(content_type__app_label="annotator")
+    if groups["admin"].permissions.count() != perms.count():
+        groups["admin"].permissions.set(perms)
+    return groups
 
 
 @transaction.atomic

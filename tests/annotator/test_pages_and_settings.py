@@ -97,3 +97,26 @@ def test_login_attempts_are_rate_limited(client, settings):
     cache.clear()
     ok = client.post("/accounts/login/", {"username": "ann", "password": "right-pw-12345"})
     assert ok.status_code == 302
+
+
+@pytest.mark.django_db
+def test_admins_see_the_audit_history_in_the_admin(client, team, api_as):
+    import json as _json
+    import uuid
+
+    from annotator.models import Assignment, AuditEvent
+    from lcz_model.classes import KEYS
+
+    a = Assignment.objects.filter(interpreter=team["ann"]).first()
+    api_as(team["ann"]).put(f"/api/assignments/{a.pk}/annotation/", data=_json.dumps(
+        {"request_id": str(uuid.uuid4()), "version": 0, "split": dict.fromkeys(KEYS, 0) | {"lcz_6": 1000},
+         "submit": True}), content_type="application/json")
+    event = AuditEvent.objects.get(action="submit")
+    client.force_login(team["adm"])
+    listing = client.get("/admin/annotator/auditevent/")
+    assert listing.status_code == 200 and b"submit" in listing.content
+    detail = client.get(f"/admin/annotator/auditevent/{event.pk}/change/")
+    assert detail.status_code == 200 and b"permille" in detail.content
+    assert client.post(f"/admin/annotator/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    client.force_login(team["ann"])
+    assert client.get("/admin/annotator/auditevent/").status_code == 302  # not staff: to the admin login
