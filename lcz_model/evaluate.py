@@ -60,10 +60,13 @@ def evaluate_run(run, dataset=None, *, device="cpu", batch_size: int = 16,
     true = pkg.fractions("test")
     run_dir = ck_path.parent
     tc = info.get("train_config", {})
+    hist = info.get("history") or []
     return {
         "name": run_dir.name,
-        "label": f"{run_dir.name} ({info.get('model_version', '?')}; {tc.get('encoder', '?')}, "
-                 f"{img_size}px, {info.get('epoch', '?')} ep)",
+        "label": f"{info.get('model_version', '?')}; {tc.get('variant', '?')}, "
+                 f"{tc.get('encoder', '?')}, {img_size} px, lr {tc.get('lr', '?')}, "
+                 f"{info.get('epoch', '?')}/{tc.get('epochs', '?')} epochs"
+                 + (" (stopped by --max-minutes)" if hist and hist[-1].get("partial") else ""),
         "model_version": info.get("model_version"),
         "scores": _scores(true, pred),
         "pred": pred, "true": true, "package": pkg, "warning": warn,

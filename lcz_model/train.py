@@ -97,6 +97,7 @@ class TrainConfig:
     warmup_lr_ratio: float = 0.01
     max_minutes: float | None = None
     gradnorm_alpha: float = 1.5
+    gradnorm: bool = True                  # False: fixed equal task weights (a diagnostic)
     # DECISION: GradNorm's weight optimiser at lr 1e-3 with a floor of 0.1 per weight. With
     # GradNorm's own defaults (Adam lr 0.025, floor 1e-3) the global task's weight hit the
     # floor within 5 epochs on synthetic-400 (the LSG reconstruction loss plateaus, so GradNorm
@@ -361,7 +362,7 @@ def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, ta
 
 
 def _make_gradnorm(tasks, model, cfg: TrainConfig):
-    if len(tasks) < 2:
+    if len(tasks) < 2 or not cfg.gradnorm:
         return None
     from .gradnorm import GradNorm
 
@@ -515,17 +516,17 @@ def _train(cfg: TrainConfig, callbacks) -> Path:
             losses = {k: v.float() for k, v in losses.items()}
             if tasks is None:
                 tasks = list(losses)
-            if gn is None and len(tasks) > 1:
+            if gn is None and len(tasks) > 1 and cfg.gradnorm:
                 gn = _make_gradnorm(tasks, model, cfg)
             opt.zero_grad(set_to_none=True)
             if gn is not None:
                 weighted = gn.backward({t: losses[t] for t in tasks})
-                loss_val = float(weighted) if weighted is not None else float(
-                    sum(losses[t] for t in tasks))
+                loss_val = float(weighted.detach()) if weighted is not None else float(
+                    sum(losses[t].detach() for t in tasks))
             else:
                 loss = sum(losses[t] for t in tasks)
                 loss.backward()
-                loss_val = float(loss)
+                loss_val = float(loss.detach())
             opt.step()
             step += 1
             sched.step_update(step)
@@ -608,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--max-minutes", type=float, default=None,
                     help="stop (evaluate and save) once this much wall time has passed")
     ap.add_argument("--gradnorm-alpha", type=float, default=1.5)
+    ap.add_argument("--no-gradnorm", dest="gradnorm", action="store_false",
+                    help="fixed equal task weights instead of GradNorm (diagnostic)")
     ap.add_argument("--gradnorm-lr", type=float, default=1e-3,
                     help="learning rate of GradNorm's task-weight optimiser")
     ap.add_argument("--gradnorm-min-weight", type=float, default=0.1,
