@@ -269,10 +269,11 @@ def chip_paths(block_id, n_local: int) -> dict:
 
 
 def _write_png(arr: np.ndarray, path: Path) -> None:
-    # PIL writes no timestamp or other varying chunk: same pixels -> same bytes.
+    # PIL writes no timestamp or other varying chunk: same pixels -> same bytes. DECISION: zlib
+    # level 1: encoding is most of an export's time; level 1 made it ~25 % faster for ~12 % more bytes.
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(arr).save(tmp, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(arr).save(tmp, format="PNG", optimize=False, compress_level=1)
     os.replace(tmp, path)
 
 
