@@ -236,6 +236,7 @@ def campaign_dashboard(request, pk: int):
                    "url": reverse("dashboard:plot", args=[campaign.pk, k]) + f"?v={state}"}
                   for k, (t, alt) in plots.KINDS.items()],
         "config": config,
+        "prediction_jobs": _prediction_jobs(campaign),
         "first_disputed": first,
         "n_disputed": next(r["n"] for r in progress["rows"] if r["status"] == StreetBlock.Status.DISPUTED),
     })
@@ -388,3 +389,18 @@ def lcz_maps(request, pk: int):
     }
     return render(request, "frontend/dashboard/maps.html", {
         "campaign": campaign, "classes": CLASSES, "sources": sources, "config": config})
+
+
+def _prediction_jobs(campaign) -> list[dict]:
+    """The campaign's latest model runs with their progress (derived from the stored predictions)."""
+    from annotator import assist
+    from annotator.models import PredictionJob
+
+    jobs = PredictionJob.objects.filter(campaign=campaign).order_by("-created_at")[:5]
+    rows = []
+    for job in jobs:
+        p = assist.job_progress(job)
+        p["percent"] = round(100 * p["done"] / p["total"]) if p["total"] else 100
+        p["created_at"] = job.created_at
+        rows.append(p)
+    return rows

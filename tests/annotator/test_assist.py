@@ -228,3 +228,11 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
     assert campaign.assisted_rounds == [2] and campaign.active_model_version == state["train"]["model_version"]
     assert learning.current_round(campaign) == 2
     assert (learning.round_dir(campaign, 1) / "run" / "encoder_weights.pt").exists()
+
+
+@pytest.mark.django_db
+def test_dashboard_shows_prediction_progress(predicted, client):
+    campaign, team = predicted
+    client.force_login(team["rev"])
+    page = client.get(f"/dashboard/campaigns/{campaign.pk}/").content.decode()
+    assert "Model pre-labels" in page and "tiny-test-v1" in page and "4 / 4 (100 %)" in page
