@@ -119,8 +119,10 @@ def predict_chunk(job: PredictionJob, block_ids: list[int]) -> int:
     import torch
 
     torch.manual_seed(int(hashlib.sha256(f"{job.model_version}:{kept[0].pk}".encode()).hexdigest()[:8], 16))
+    # mode="full": dropout and stochastic depth through the whole network; head-only dropout barely
+    # tracked the blocks' real error in the AL simulation (see lcz_model.acquisition.mc_predict)
     mean, samples = acquisition.mc_predict(loaded_model(job.checkpoint), chips, n_samples=MC_SAMPLES,
-                                           batch_size=min(16, len(chips)))
+                                           batch_size=min(16, len(chips)), mode="full")
     permille = to_permille(mean)
     ent, bal, mar = acquisition.entropy(mean), acquisition.bald(samples), acquisition.margin(mean)
     rows = [Prediction(campaign=job.campaign, block=b, model_version=job.model_version,

@@ -22,9 +22,14 @@ labels never enter a subset package.
 
 Outputs under ``--out``: results.csv (strategy, round, n_labels, test_mae, test_wd,
 test_mae_mixed, seconds), al_curve.png, summary.json, selections/<strategy>_r<round>.json (the
-picked block ids and their scores), runs/ (one train() run per strategy and round), subsets/.
+picked block ids and their scores), runs/ (one train() run per strategy and round; only the
+last round keeps its checkpoint unless ``--keep-checkpoints``), subsets/.
 Resumable: (strategy, round) rows already in results.csv are skipped, an interrupted training run
 is resumed, and a batch already selected is reused. Deterministic for a seed (CPU).
+
+Replicates: run again with another ``--seed`` (another seed set, training seeds and MC samples)
+into another folder, then ``--combine DIR,DIR --out DIR`` averages them round by round
+(results_all.csv, results.csv with the mean and SD, al_curve.png, summary.json).
 
 The headline: labels BALD needs to reach random sampling's final test MAE, as a fraction of
 random's labels (issue goal: <= 70 %). One seed, small model, short training: read the curve
@@ -48,9 +53,9 @@ from pathlib import Path
 import numpy as np
 
 from . import acquisition
-from .classes import KEYS
 
-__all__ = ["SimConfig", "run_simulation", "summarise", "plot_curve", "read_results", "main"]
+__all__ = ["SimConfig", "run_simulation", "summarise", "plot_curve", "read_results", "combine",
+           "labels_to_reach", "format_summary", "main"]
 
 CSV_COLUMNS = ["strategy", "round", "n_labels", "test_mae", "test_wd", "test_mae_mixed",
                "seconds"]
@@ -98,6 +103,10 @@ class SimConfig:
     threads: int = 1                     # torch CPU threads (the machine is shared)
     device: str = "cpu"
     progress: bool = False
+    # DECISION: a round's checkpoint (~31 MB for the full swin_micro model with its optimiser
+    # state) is deleted once every strategy has finished the next round; the last round's stay
+    # (to add rounds later). Model cards, logs and curves are kept.
+    keep_checkpoints: bool = False
 
     def resume_key(self) -> dict:
         d = dataclasses.asdict(self)
@@ -186,6 +195,11 @@ def _export_encoder(run: Path) -> Path:
     torch.save(sd, tmp)
     os.replace(tmp, dst)
     return dst
+
+
+def _prune(run: Path) -> None:
+    for name in ("checkpoint.pt", "encoder.pt"):
+        (run / name).unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -366,6 +380,9 @@ def _run(cfg: SimConfig, out: Path, base: Path) -> dict:
             _write_results(results_path, rows)
             print(f"[al_sim] {s} round {rnd}: {len(cur)} labels, test MAE "
                   f"{m['test_mae']:.5f} ({time.monotonic() - t0:.0f} s)", file=sys.stderr)
+        if not cfg.keep_checkpoints and all((s, rnd) in have for s in cfg.strategies):
+            for s in cfg.strategies:
+                _prune(run_dir(s, rnd - 1))
         _report(cfg, out, rows)
     summary = _report(cfg, out, rows)
     return summary
@@ -428,16 +445,24 @@ _COLOURS = {"bald": "tab:red", "entropy": "tab:blue", "margin": "tab:green",
             "random": "black"}
 
 
-def plot_curve(rows: list[dict], path, title: str = "") -> None:
+def plot_curve(rows: list[dict], path, title: str = "", replicates: list[list[dict]] = ()
+               ) -> None:
+    """Test MAE vs labels, one line per strategy (``rows``; with ``replicates``, the rows are
+    their mean and each replicate is drawn faintly), random's final MAE dashed."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
     strategies = sorted({r["strategy"] for r in rows}, key=lambda s: (s == "random", s))
+    for rep in replicates:
+        for s in strategies:
+            n, m = _curve(rep, s)
+            ax.plot(n, m, "-", color=_COLOURS.get(s), lw=0.7, alpha=0.35)
     for s in strategies:
         n, m = _curve(rows, s)
-        ax.plot(n, m, "-o", color=_COLOURS.get(s), label=s, ms=4,
+        ax.plot(n, m, "-o", color=_COLOURS.get(s), ms=4,
+                label=s + (f" (mean of {len(replicates)} seeds)" if replicates else ""),
                 lw=2 if s in ("bald", "random") else 1.2)
     summ = summarise(rows, strategies)
     rf = summ["random_final"]
@@ -467,7 +492,8 @@ def _title(cfg: SimConfig, summ: dict) -> str:
     if "fraction_of_random_labels" in b:
         fr = b["fraction_of_random_labels"]
         t += ("\nBALD reaches random's final MAE with "
-              + (f"{100 * fr:.0f} % of random's labels" if fr is not None else "- (never)"))
+              + (f"{100 * fr:.0f} % of random's labels" if fr is not None
+                 else "- not within the labels simulated"))
     return t
 
 
@@ -520,6 +546,85 @@ def format_summary(summ: dict) -> str:
     return "\n".join(lines)
 
 
+def combine(dirs, out) -> dict:
+    """Average finished simulations (same settings, different ``--seed``) round by round.
+
+    Writes ``out``/results_all.csv (every seed's rows, with a seed column),
+    ``out``/results.csv (the mean per strategy and round over the seeds that reached it, with
+    test_mae_sd and n_seeds), al_curve.png (means bold, seeds faint) and summary.json (the
+    summary of the mean curves)."""
+    out = Path(out)
+    reps, seeds, cfgs = [], [], []
+    for d in dirs:
+        d = Path(d)
+        cfg = json.loads((d / "sim_config.json").read_text())
+        rows = read_results(d / "results.csv")
+        if not rows:
+            raise ValueError(f"{d} holds no results")
+        reps.append(rows)
+        seeds.append(cfg["seed"])
+        cfgs.append({k: v for k, v in cfg.items() if k != "seed"})
+    if any(c != cfgs[0] for c in cfgs[1:]):
+        raise ValueError("the simulations differ in more than their seed: "
+                         + "; ".join(json.dumps(c, sort_keys=True) for c in cfgs))
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds repeat: {seeds}")
+    groups: dict[tuple, list[dict]] = {}
+    for rows in reps:
+        for r in rows:
+            groups.setdefault((r["strategy"], r["round"]), []).append(r)
+    mean_rows = []
+    for (s, rnd), rs in sorted(groups.items()):
+        if len(rs) < len(reps):
+            continue                        # only rounds every seed reached
+        mean_rows.append({"strategy": s, "round": rnd, "n_labels": rs[0]["n_labels"],
+                          **{k: float(np.mean([r[k] for r in rs]))
+                             for k in ("test_mae", "test_wd", "test_mae_mixed", "seconds")},
+                          "test_mae_sd": float(np.std([r["test_mae"] for r in rs], ddof=1))
+                          if len(rs) > 1 else float("nan"),
+                          "n_seeds": len(rs)})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["seed"] + CSV_COLUMNS)
+    for seed, rows in zip(seeds, reps):
+        for r in sorted(rows, key=lambda r: (r["strategy"], r["round"])):
+            w.writerow([seed, r["strategy"], r["round"], r["n_labels"], f"{r['test_mae']:.6f}",
+                        f"{r['test_wd']:.6f}", f"{r['test_mae_mixed']:.6f}",
+                        f"{r['seconds']:.1f}"])
+    _atomic_write_text(out / "results_all.csv", buf.getvalue())
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS + ["test_mae_sd", "n_seeds"])
+    for r in mean_rows:
+        w.writerow([r["strategy"], r["round"], r["n_labels"], f"{r['test_mae']:.6f}",
+                    f"{r['test_wd']:.6f}", f"{r['test_mae_mixed']:.6f}", f"{r['seconds']:.1f}",
+                    f"{r['test_mae_sd']:.6f}", r["n_seeds"]])
+    _atomic_write_text(out / "results.csv", buf.getvalue())
+    summ = summarise(mean_rows)
+    summ["seeds"] = seeds
+    summ["per_seed"] = {str(sd): summarise(rows) for sd, rows in zip(seeds, reps)}
+    summ["config"] = cfgs[0]
+    summ["note"] = (f"mean of {len(seeds)} seeds (seed set, training seeds and MC samples "
+                    f"differ; same package and recipe); small model, short training, SYNTHETIC "
+                    f"city")
+    _atomic_write_text(out / "summary.json", json.dumps(summ, indent=2) + "\n")
+    c = cfgs[0]
+    title = (f"AL simulation, SYNTHETIC {Path(c.get('package') or '').name}: {c['variant']}/"
+             f"{c['encoder']} {c['img_size']}px, {c['epochs']} ep/round, seeds "
+             f"{','.join(map(str, seeds))}")
+    b = summ["strategies"].get("bald", {})
+    if "fraction_of_random_labels" in b:
+        fr = b["fraction_of_random_labels"]
+        per = [summ["per_seed"][str(sd)]["strategies"].get("bald", {})
+               .get("fraction_of_random_labels") for sd in seeds]
+        title += ("\nBALD reaches random's final MAE with "
+                  + (f"{100 * fr:.0f} %" if fr is not None else "never (within the labels)")
+                  + " of random's labels on the mean curves;\nper seed (faint lines): "
+                  + ", ".join("never" if v is None else f"{100 * v:.0f} %" for v in per))
+    plot_curve(mean_rows, out / "al_curve.png", title, replicates=reps)
+    return summ
+
+
 # --------------------------------------------------------------------------------------------
 
 
@@ -558,6 +663,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="var/al_sim")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--keep-checkpoints", action="store_true",
+                    help="keep every round's checkpoint (default: only the last round's)")
+    ap.add_argument("--combine", default=None, metavar="DIR,DIR,...",
+                    help="do not simulate: average finished simulations (other --seed, same "
+                         "settings) into --out")
     return ap
 
 
@@ -569,13 +679,17 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         seed_labels=a.seed_labels, batch=a.batch, rounds=a.rounds, epochs=a.epochs,
         img_size=a.img_size, variant=a.variant, encoder=a.encoder, fusion_dim=a.fusion_dim,
         lr=a.lr, train_batch=a.train_batch, mc_samples=a.mc_samples, mc_mode=a.mc_mode,
-        k_local=a.k_local, diversity=a.diversity, seed=a.seed, threads=a.threads, device=a.device, progress=a.progress)
+        k_local=a.k_local, diversity=a.diversity, seed=a.seed, threads=a.threads,
+        device=a.device, progress=a.progress, keep_checkpoints=a.keep_checkpoints)
 
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
-        summ = run_simulation(config_from_args(a))
+        if a.combine:
+            summ = combine([d for d in a.combine.split(",") if d], a.out)
+        else:
+            summ = run_simulation(config_from_args(a))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -55,6 +55,10 @@ def test_al_sim_writes_csv_png_and_resumes(tiny_pkg, tmp_path, monkeypatch):
     # warm start: round 1 was initialised from round 0's encoder
     card = json.loads((out / "runs" / "bald" / "r1" / "model_card.json").read_text())
     assert card["train_config"]["encoder_checkpoint"].endswith("runs/seed/r0/encoder.pt")
+    # round 0's checkpoint is pruned once every strategy finished round 1; the last round's stay
+    assert not (out / "runs" / "seed" / "r0" / "checkpoint.pt").exists()
+    assert (out / "runs" / "seed" / "r0" / "model_card.json").exists()
+    assert (out / "runs" / "bald" / "r1" / "checkpoint.pt").exists()
 
     # resume: nothing is trained or selected again
     def boom(*a, **k):
@@ -84,3 +88,32 @@ def test_labels_to_reach_and_summary():
     b = summ["strategies"]["bald"]
     assert b["labels_to_random_final"] == 80.0 and b["fraction_of_random_labels"] == 0.8
     assert "BALD" in al_sim.format_summary(summ)
+
+
+def _fake_sim(d, seed, maes, package="p"):
+    d.mkdir(parents=True)
+    cfg = {"package": package, "seed_labels": 40, "batch": 20, "epochs": 8, "img_size": 64,
+           "variant": "full", "encoder": "swin_micro", "seed": seed}
+    (d / "sim_config.json").write_text(json.dumps(cfg))
+    rows = [{"strategy": s, "round": i, "n_labels": 40 + 20 * i, "test_mae": v, "test_wd": v / 3,
+             "test_mae_mixed": v, "seconds": 1.0}
+            for s, mm in maes.items() for i, v in enumerate(mm)]
+    al_sim._write_results(d / "results.csv", rows)
+
+
+def test_combine_averages_seeds(tmp_path):
+    _fake_sim(tmp_path / "a", 0, {"random": [0.10, 0.08, 0.06], "bald": [0.10, 0.06, 0.05]})
+    _fake_sim(tmp_path / "b", 1, {"random": [0.10, 0.06, 0.04], "bald": [0.10, 0.06]})
+    summ = al_sim.combine([tmp_path / "a", tmp_path / "b"], tmp_path / "c")
+    rows = list(csv.DictReader(open(tmp_path / "c" / "results.csv")))
+    got = {(r["strategy"], int(r["round"])): r for r in rows}
+    assert ("bald", 2) not in got                       # seed 1 never reached round 2
+    assert float(got["random", 2]["test_mae"]) == pytest.approx(0.05)
+    assert int(got["random", 2]["n_seeds"]) == 2
+    assert summ["random_final"]["test_mae"] == pytest.approx(0.05)
+    assert summ["seeds"] == [0, 1]
+    assert len(list(csv.DictReader(open(tmp_path / "c" / "results_all.csv")))) == 11
+    assert (tmp_path / "c" / "al_curve.png").read_bytes()[:4] == b"\x89PNG"
+    _fake_sim(tmp_path / "d", 2, {"random": [0.1]}, package="other")
+    with pytest.raises(ValueError, match="differ"):
+        al_sim.combine([tmp_path / "a", tmp_path / "d"], tmp_path / "e")
