@@ -6,13 +6,6 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing():
-    """Overrides tests/conftest.py's autouse Django fixture: lcz_model never imports Django,
-    so these tests also run with ``-p no:django``."""
-    yield
-
-
-@pytest.fixture(autouse=True)
 def _one_thread():
     # tiny tensors on a shared 2-core machine: oversubscribed threads are much slower
     n = torch.get_num_threads()

@@ -11,13 +11,6 @@ DIM = 32           # fusion width for tests
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing():
-    """Overrides tests/conftest.py's Django-settings fixture: lcz_model never imports Django,
-    so these tests also run with ``-p no:django``."""
-    yield
-
-
-@pytest.fixture(autouse=True)
 def _seed_and_threads():
     # one thread: these tensors are tiny, and the 2-core machine is shared with other work
     # (oversubscribed threads made steps ~10x slower there)

@@ -13,8 +13,3 @@ def synthetic_pkg(tmp_path_factory):
     return write_synthetic_package(out, n_blocks=24, seed=3, test_fraction=0.25, size=64)
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing():
-    """Overrides tests/conftest.py's autouse Django fixture: lcz_model never imports Django,
-    so these tests also run with ``-p no:django``."""
-    yield

@@ -23,13 +23,6 @@ K = N_CLASSES
 M = -1  # a missing rating row
 
 
-@pytest.fixture
-def fast_password_hashing():
-    """Overrides tests/conftest.py's autouse fixture of this name, which needs pytest-django's
-    `settings`: these tests run with `-p no:django` and touch no Django settings."""
-    yield
-
-
 def sp(*pairs) -> list[int]:
     """A 17-class per-mille row from (class index, per-mille) pairs; the rest 0."""
     row = [0] * K
