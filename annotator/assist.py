@@ -20,6 +20,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import selectors
+from lcz_model.package_writer import fractions_to_permille
+
 from .models import Assignment, AuditEvent, Campaign, ImageryScene, Prediction, PredictionJob, StreetBlock
 
 CHUNK = int(os.environ.get("LCZ_PREDICT_CHUNK", "32"))  # blocks per Celery task
@@ -123,26 +125,13 @@ def predict_chunk(job: PredictionJob, block_ids: list[int]) -> int:
     # tracked the blocks' real error in the AL simulation (see lcz_model.acquisition.mc_predict)
     mean, samples = acquisition.mc_predict(loaded_model(job.checkpoint), chips, n_samples=MC_SAMPLES,
                                            batch_size=min(16, len(chips)), mode="full")
-    permille = to_permille(mean)
+    permille = fractions_to_permille(mean)
     ent, bal, mar = acquisition.entropy(mean), acquisition.bald(samples), acquisition.margin(mean)
     rows = [Prediction(campaign=job.campaign, block=b, model_version=job.model_version,
                        permille=[int(v) for v in permille[i]], entropy=float(ent[i]), bald=float(bal[i]),
                        margin=float(mar[i])) for i, b in enumerate(kept)]
     Prediction.objects.bulk_create(rows, ignore_conflicts=True)
     return len(rows)
-
-
-def to_permille(fractions: np.ndarray) -> np.ndarray:
-    """Rows of fractions -> per-mille integers summing to exactly 1000 (largest remainder, ties to
-    the lower class index: the rule consensus splits use)."""
-    raw = np.asarray(fractions, dtype=np.float64) * 1000.0
-    out = np.floor(raw).astype(np.int64)
-    short = 1000 - out.sum(axis=1)
-    rem = raw - out
-    for i in np.flatnonzero(short > 0):
-        order = np.lexsort((np.arange(raw.shape[1]), -rem[i]))
-        out[i, order[: short[i]]] += 1
-    return out
 
 
 def finish_job(job: PredictionJob) -> PredictionJob:

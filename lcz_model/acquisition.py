@@ -211,7 +211,7 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     """
     import torch
 
-    from .data import prepare_chips
+    from .predict import prepared_batches
 
     if n_samples < 1:
         raise ValueError("n_samples must be >= 1")
@@ -226,14 +226,8 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     cfg = getattr(model, "cfg", None)
     size = int(img_size or getattr(cfg, "img_size", 256) or 256)
     out: list[np.ndarray] = []
-    buf: list[dict] = []
-
-    def flush():
-        if not buf:
-            return
-        g = torch.stack([b["global"] for b in buf]).to(device)
-        loc = torch.stack([b["local"] for b in buf]).to(device)
-        val = torch.stack([b["local_valid"] for b in buf]).to(device)
+    for g, loc, val in prepared_batches(chips_iter, img_size=size, k_local=k_local, batch_size=batch_size,
+                                        device=device, progress=progress, desc="mc-predict"):
         ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
                else _null())
         with ctx:
@@ -242,21 +236,6 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
             else:
                 s = _full_mc(model, g, loc, val, n_samples)
         out.append(s.double().cpu().numpy())
-        buf.clear()
-
-    it = chips_iter
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(chips_iter, desc="mc-predict", unit="block")
-    for ch in it:
-        if isinstance(ch, dict):
-            g, m, loc = ch["global_rgb"], ch["mask"], ch["local"]
-        else:
-            g, m, loc = ch.global_rgb, ch.mask, ch.local
-        buf.append(prepare_chips(g, m, loc, img_size=size, k_local=k_local))
-        if len(buf) >= batch_size:
-            flush()
-    flush()
     if not out:
         return np.zeros((0, N_CLASSES)), np.zeros((n_samples, 0, N_CLASSES))
     samples = np.concatenate(out, axis=1)

@@ -38,6 +38,20 @@ def format_fraction(per_mille: int) -> str:
     return "1" if pm == 1000 else ("0" if pm == 0 else f"0.{pm:03d}".rstrip("0"))
 
 
+def fractions_to_permille(fractions) -> np.ndarray:
+    """Rows of fractions (each summing to 1) -> per-mille integers summing to exactly 1000:
+    largest remainder, ties to the lower class index (the rule consensus splits use too)."""
+    raw = np.clip(np.atleast_2d(np.asarray(fractions, dtype=np.float64)), 0, None)
+    raw = raw / raw.sum(axis=1, keepdims=True) * 1000.0
+    out = np.floor(raw).astype(np.int64)
+    short = 1000 - out.sum(axis=1)
+    rem = raw - out
+    for i in np.flatnonzero(short > 0):
+        order = np.lexsort((np.arange(raw.shape[1]), -rem[i]))
+        out[i, order[: short[i]]] += 1
+    return out
+
+
 def labels_csv_text(block_ids: Sequence[str], permille: np.ndarray) -> str:
     """labels.csv: block_id, then the 17 class fractions in lcz_model.classes order."""
     permille = np.asarray(permille)

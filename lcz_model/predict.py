@@ -94,6 +94,33 @@ def _model_img_size(model, default=256) -> int:
 
 
 @torch.no_grad()
+def prepared_batches(chips_iter: Iterable, *, img_size: int, k_local: int = 8, batch_size: int = 16,
+                     device="cpu", progress: bool = False, desc: str = "predict"):
+    """Yield (global (B,3,H,W), local (B,K,3,H,W), valid (B,K)) tensors on `device`, batch by batch,
+    from BlockChips or dicts with global_rgb, mask, local: the one place chips become model input."""
+    buf: list[dict] = []
+
+    def stack():
+        out = tuple(torch.stack([b[k] for b in buf]).to(device) for k in ("global", "local", "local_valid"))
+        buf.clear()
+        return out
+
+    it = chips_iter
+    if progress:
+        from tqdm import tqdm
+        it = tqdm(chips_iter, desc=desc, unit="block")
+    for ch in it:
+        if isinstance(ch, dict):
+            g, m, loc = ch["global_rgb"], ch["mask"], ch["local"]
+        else:
+            g, m, loc = ch.global_rgb, ch.mask, ch.local
+        buf.append(prepare_chips(g, m, loc, img_size=img_size, k_local=k_local))
+        if len(buf) >= batch_size:
+            yield stack()
+    if buf:
+        yield stack()
+
+
 def predict_blocks(checkpoint, chips_iter: Iterable, batch_size: int = 16, *, device="cpu",
                    k_local: int = 8, img_size: int | None = None,
                    progress: bool = False) -> np.ndarray:
@@ -106,33 +133,12 @@ def predict_blocks(checkpoint, chips_iter: Iterable, batch_size: int = 16, *, de
         model = checkpoint.to(device).eval()
     else:
         model, _ = load_model(checkpoint, device)
-    size = int(img_size or _model_img_size(model))
-    rows: list[np.ndarray] = []
-    buf: list[dict] = []
-
-    def flush():
-        if not buf:
-            return
-        g = torch.stack([b["global"] for b in buf]).to(device)
-        loc = torch.stack([b["local"] for b in buf]).to(device)
-        val = torch.stack([b["local_valid"] for b in buf]).to(device)
+    rows = []
+    for g, loc, val in prepared_batches(chips_iter, img_size=int(img_size or _model_img_size(model)),
+                                        k_local=k_local, batch_size=batch_size, device=device,
+                                        progress=progress, desc="predict"):
         with _device_ctx(device):
             rows.append(predict_tensors(model, g, loc, val).double().cpu().numpy())
-        buf.clear()
-
-    it = chips_iter
-    if progress:
-        from tqdm import tqdm
-        it = tqdm(chips_iter, desc="predict", unit="block")
-    for ch in it:
-        if isinstance(ch, dict):
-            g, m, loc = ch["global_rgb"], ch["mask"], ch["local"]
-        else:
-            g, m, loc = ch.global_rgb, ch.mask, ch.local
-        buf.append(prepare_chips(g, m, loc, img_size=size, k_local=k_local))
-        if len(buf) >= batch_size:
-            flush()
-    flush()
     if not rows:
         return np.zeros((0, N_CLASSES))
     out = np.concatenate(rows)

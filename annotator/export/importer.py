@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
 from django.contrib.gis.geos import GEOSGeometry
 from django.db import transaction
@@ -12,8 +11,8 @@ from django.db import transaction
 from annotator import selectors
 from annotator.ingest.blocks import block_key
 from annotator.models import AuditEvent, Campaign, StreetBlock
-from lcz_model.classes import KEYS
 from lcz_model.package import PackageError, read_package
+from lcz_model.package_writer import fractions_to_permille
 
 
 @dataclass
@@ -42,9 +41,7 @@ def import_dataset(campaign: Campaign, path: str | Path, *, actor=None) -> Impor
         for b in package.blocks:
             if b.block_id in known:
                 continue
-            permille = np.rint(b.fractions * 1000).astype(int)
-            if permille.sum() != 1000:  # fractions finer than per-mille: largest remainder
-                permille = _to_permille(b.fractions)
+            permille = fractions_to_permille(b.fractions)[0]
             geom = geoms[b.block_id]
             tv = extra.at[b.block_id, "agreement"] if "agreement" in extra.columns else None
             ggeom = GEOSGeometry(geom.wkt, srid=4326)
@@ -61,12 +58,3 @@ def import_dataset(campaign: Campaign, path: str | Path, *, actor=None) -> Impor
         AuditEvent.objects.create(actor=actor, action="import_dataset", campaign=campaign,
                                   after={"package": str(path), "created": len(new), "existing": len(known)})
     return ImportReport(created=len(new), existing=len(known))
-
-
-def _to_permille(fractions) -> np.ndarray:
-    raw = np.asarray(fractions, dtype=np.float64) * 1000
-    out = np.floor(raw).astype(np.int64)
-    short = 1000 - int(out.sum())
-    order = np.lexsort((np.arange(len(KEYS)), -(raw - out)))
-    out[order[:short]] += 1
-    return out
