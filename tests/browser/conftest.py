@@ -109,18 +109,46 @@ def wait_for_blocks(page, n: int = 4) -> None:
     page.wait_for_function(f"window.lczWorkspace && window.lczWorkspace.blockLayers.size >= {n}")
 
 
-def click_block(page, block) -> None:
-    """A real mouse click on the block's interior, on the map's canvas (once the map stands still)."""
-    page.wait_for_function("!window.lczWorkspace.moving")
+def block_screen_point(page, block, map_js: str = "window.lczWorkspace.map") -> tuple[float, float]:
+    """Where a block's interior lies on screen, for the Leaflet map `map_js`."""
     p = block.geom.point_on_surface
-    x, y = page.evaluate(
-        """([lat, lng]) => {
-            const m = window.lczWorkspace.map;
+    return page.evaluate(
+        f"""([lat, lng]) => {{
+            const m = {map_js};
             const pt = m.latLngToContainerPoint([lat, lng]);
             const r = m.getContainer().getBoundingClientRect();
             return [r.left + pt.x, r.top + pt.y];
-        }""", [p.y, p.x])
+        }}""", [p.y, p.x])
+
+
+def click_block(page, block) -> None:
+    """A real mouse click on the block's interior, on the map's canvas (once the map stands still)."""
+    page.wait_for_function("!window.lczWorkspace.moving")
+    x, y = block_screen_point(page, block)
     page.mouse.click(x, y)
+
+
+def save_docs_screenshot(page, map_selector: str) -> str:
+    """Screenshot to $LCZ_DOCS_SCREENSHOT, kept under 1 MB: if needed, fewer colour levels in the
+    imagery only (noisy synthetic textures compress badly); the interface keeps its exact colours."""
+    import io
+
+    from PIL import Image, ImageOps
+
+    out = os.environ["LCZ_DOCS_SCREENSHOT"]
+    png = page.screenshot(path=out)
+    if len(png) >= 1_000_000:
+        img = Image.open(io.BytesIO(png)).convert("RGB")
+        box = page.locator(map_selector).bounding_box()
+        region = tuple(int(v) for v in (box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]))
+        for bits in (6, 5, 4):
+            shot = img.copy()
+            shot.paste(ImageOps.posterize(img.crop(region), bits), region[:2])
+            shot.save(out, optimize=True)
+            if os.path.getsize(out) < 1_000_000:
+                break
+    assert os.path.getsize(out) < 1_000_000
+    return out
 
 
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.1):

@@ -93,7 +93,7 @@ def test_reviewer_adjudicates_a_disputed_block(page, live_server, team, campaign
 
     expect(page.locator("#result")).to_contain_text("Adjudicated.")
     expect(page.locator("#block-status")).to_have_text("Adjudicated")
-    expect(page.locator(f'tr[data-class="lcz_6"] td.final')).to_have_text("40.0")
+    expect(page.locator('tr[data-class="lcz_6"] td.final')).to_have_text("40.0")
     block = wait_until(lambda: StreetBlock.objects.filter(pk=block.pk, status="adjudicated").first())
     assert block.final_permille[index_of("6")] == 400
     assert block.final_permille[index_of("B")] == 267

@@ -15,7 +15,7 @@ import pytest
 from annotator import services
 from annotator.models import Assignment, Prediction, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
-from tests.browser.conftest import login
+from tests.browser.conftest import block_screen_point, login, save_docs_screenshot
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -95,14 +95,7 @@ def wait_loaded(page, n: int) -> None:
 
 
 def hover(page, block) -> None:
-    p = block.geom.point_on_surface
-    x, y = page.evaluate(
-        """([lat, lng]) => {
-            const m = window.lczMaps.map;
-            const pt = m.latLngToContainerPoint([lat, lng]);
-            const r = m.getContainer().getBoundingClientRect();
-            return [r.left + pt.x, r.top + pt.y];
-        }""", [p.y, p.x])
+    x, y = block_screen_point(page, block, "window.lczMaps.map")
     page.mouse.move(x - 5, y - 5)
     page.mouse.move(x, y)
 
@@ -202,10 +195,7 @@ def test_interpreters_and_visitors_cannot_open_the_maps(page, live_server, team,
 def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     """docs/lcz-maps.png: a synthetic city of ~60 blocks with their true splits as consensus, one
     class's fraction over the imagery, a tooltip open."""
-    import io
-
     import numpy as np
-    from PIL import Image, ImageOps
 
     from annotator.ingest.blocks import blocks_from_polygons
     from fixtures.synthetic_city import assign_truth, make_street_network, paint_city
@@ -251,16 +241,4 @@ def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     hover(page, target)
     page.wait_for_selector(".lcz-tip")
     page.wait_for_timeout(1200)
-    out = os.environ["LCZ_DOCS_SCREENSHOT"]
-    png = page.screenshot(path=out)
-    if len(png) >= 1_000_000:
-        img = Image.open(io.BytesIO(png)).convert("RGB")
-        box = page.locator("#lcz-map").bounding_box()
-        region = tuple(int(v) for v in (box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]))
-        for bits in (6, 5, 4):
-            shot = img.copy()
-            shot.paste(ImageOps.posterize(img.crop(region), bits), region[:2])
-            shot.save(out, optimize=True)
-            if os.path.getsize(out) < 1_000_000:
-                break
-    assert os.path.getsize(out) < 1_000_000
+    save_docs_screenshot(page, "#lcz-map")

@@ -11,7 +11,14 @@ import pytest
 from annotator import services
 from annotator.models import Annotation, Assignment
 from lcz_model.classes import KEYS
-from tests.browser.conftest import click_block, login, open_workspace, wait_for_blocks, wait_until
+from tests.browser.conftest import (
+    click_block,
+    login,
+    open_workspace,
+    save_docs_screenshot,
+    wait_for_blocks,
+    wait_until,
+)
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -226,10 +233,7 @@ def test_second_interpreter_cannot_see_the_first_ones_split(page, live_server, t
                     reason="writes the documentation screenshot; set LCZ_DOCS_SCREENSHOT=docs/workspace.png")
 def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     """docs/workspace.png: a synthetic city of ~60 blocks, the editor open on a block over imagery."""
-    import io
-
     from django.contrib.gis.geos import Point
-    from PIL import Image, ImageOps
 
     from annotator.ingest.blocks import blocks_from_polygons
     from annotator.models import StreetBlock
@@ -266,21 +270,7 @@ def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     page.locator("#pct-lcz_b").focus()
     page.wait_for_function("document.querySelectorAll('.leaflet-tile-pane img.leaflet-tile-loaded').length >= 6")
     page.wait_for_timeout(1500)
-    out = os.environ["LCZ_DOCS_SCREENSHOT"]
-    png = page.screenshot(path=out)
-    if len(png) >= 1_000_000:
-        # keep the repository light: fewer colour levels in the imagery only (noisy synthetic
-        # textures compress badly), the interface keeps its exact colours
-        img = Image.open(io.BytesIO(png)).convert("RGB")
-        box = page.locator("#map").bounding_box()
-        region = tuple(int(v) for v in (box["x"], box["y"], box["x"] + box["width"], box["y"] + box["height"]))
-        for bits in (6, 5, 4):
-            shot = img.copy()
-            shot.paste(ImageOps.posterize(img.crop(region), bits), region[:2])
-            shot.save(out, optimize=True)
-            if os.path.getsize(out) < 1_000_000:
-                break
-    assert os.path.getsize(out) < 1_000_000
+    save_docs_screenshot(page, "#map")
 
 
 def test_lost_response_is_retried_with_the_same_request_id_and_saved_once(page, live_server, team, campaign,
