@@ -148,19 +148,17 @@ def blocks_geojson(user, campaign: Campaign, bbox: tuple[float, float, float, fl
     tol = simplify_tolerance_deg(zoom)
     geometry = SimplifyPreserveTopology("geom", Value(tol)) if tol > 0 else F("geom")
     rows = qs.annotate(gj=AsGeoJSON(geometry, precision=6)).values_list("id", "block_key", "area_m2", "status", "gj")
-    mine = dict(
-        Assignment.objects.filter(campaign=campaign, interpreter=user).values_list("block_id", "status")
-    )
-    mine_ids = dict(Assignment.objects.filter(campaign=campaign, interpreter=user).values_list("block_id", "id"))
+    # my assignment per block (the latest round's when there are several)
+    mine = {b: (aid, st) for b, aid, st in Assignment.objects.filter(campaign=campaign, interpreter=user)
+            .order_by("round").values_list("block_id", "id", "status")}
     parts = []
     for pk, key, area, block_status, gj in rows:
         if gj is None:
             continue
         if pk in mine:
-            status = mine[pk]
+            assignment, status = mine[pk]
             if status == Assignment.Status.SUBMITTED and block_status in ("complete", "disputed", "adjudicated"):
                 status = block_status
-            assignment = mine_ids[pk]
         else:
             status, assignment = "unassigned", None
         props = json.dumps({"block_key": key, "area_m2": round(area, 1), "status": status,

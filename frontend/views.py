@@ -9,7 +9,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotator import selectors
 from annotator.api.serializers import SceneSerializer, classes_payload
-from annotator.models import Annotation, Campaign
+from annotator.models import Annotation
 from lcz_model.classes import CLASSES
 
 

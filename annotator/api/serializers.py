@@ -1,4 +1,6 @@
 """API shapes. The split travels as {lcz_1: per-mille, ..., lcz_g: per-mille} (ints 0..1000)."""
+import json
+
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -80,7 +82,7 @@ class AssignmentSerializer(serializers.ModelSerializer):
     def get_block(self, a) -> dict:
         b = a.block
         return {"id": b.pk, "block_key": b.block_key, "area_m2": round(b.area_m2, 1),
-                "geometry": __import__("json").loads(b.geom.geojson), "bbox": list(b.geom.extent)}
+                "geometry": json.loads(b.geom.geojson), "bbox": list(b.geom.extent)}
 
     def get_annotation(self, a) -> dict | None:
         ann = getattr(a, "annotation", None) if hasattr(a, "annotation") else None
@@ -159,8 +161,6 @@ class ReviewBlockSerializer(serializers.Serializer):
 
 
 def review_block_payload(block, assignments) -> dict:
-    import json
-
     return {
         "id": block.pk, "block_key": block.block_key, "status": block.status, "area_m2": block.area_m2,
         "agreement_tv": block.agreement_tv, "dominant_agrees": block.dominant_agrees,

@@ -5,7 +5,6 @@ writes through lcz_model.package_writer (atomic, deterministic, SHA256SUMS).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from django.db.models import Max
 from annotator import selectors
 from annotator.models import Annotation, Assignment, Campaign, ImageryScene, StreetBlock
 from lcz_model import package_writer as pw
-from lcz_model.classes import CLASSES, KEYS, N_CLASSES
+from lcz_model.classes import CLASSES, KEYS
 
 ODBL = "https://opendatacommons.org/licenses/odbl/1-0/"
 LABELS_LICENCE = "CC-BY-4.0"

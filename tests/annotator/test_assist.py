@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 
 from annotator import assist, services
 from annotator.models import Annotation, Assignment, Prediction, PredictionJob, StreetBlock
@@ -195,7 +194,7 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
     path = Path(media_root).parent / "roads4.geojson"
     grid_roads(n=4).to_file(path)
     call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
-    team = request.getfixturevalue("team")
+    request.getfixturevalue("team")  # interpreters and assignments
     for i, block in enumerate(StreetBlock.objects.filter(campaign=campaign).order_by("block_key")[:6]):
         for a in Assignment.objects.filter(block=block):
             split = {k: 0 for k in KEYS} | ({"lcz_6": 1000} if i % 2 else {"lcz_a": 700, "lcz_d": 300})

@@ -236,7 +236,7 @@ def test_review_page_shows_the_splits_side_by_side(client, team, campaign, curat
     names = list(Assignment.objects.filter(block=block).order_by("interpreter__username")
                  .values_list("interpreter__username", flat=True))
     for name in names:
-        assert f'<th class="split-col" data-col="a' in html and f">{name}</th>" in html
+        assert '<th class="split-col" data-col="a' in html and f">{name}</th>" in html
     assert f"Block {block.block_key}" in html and 'data-status="disputed">Disputed</span>' in html
     assert html.count('class="split-col"') == 3 and 'class="consensus-col"' in html
     assert html.count('class="pct"') == 17
