@@ -245,11 +245,16 @@ def test_train_msunet_trains_from_an_exported_package(labelled, tmp_path):
     campaign, *_ = labelled
     pkg = export(campaign, tmp_path / "pkg")
     call_command("train_msunet", dataset=str(pkg), out=str(tmp_path / "run"), encoder="swin_micro", epochs=1,
-                 img_size=64, batch_size=4, device="cpu", verbosity=0)
+                 img_size=64, batch_size=4, device="cpu", verbosity=0, threads=1,
+                 model_kwargs=["token_pool=all"])
     import json as _json
 
     card = _json.loads((tmp_path / "run" / "model_card.json").read_text())
     assert card["model_version"] and (tmp_path / "run" / "checkpoint.pt").exists()
+    assert card["model_config"]["token_pool"] == "all"
+    with pytest.raises(CommandError, match="--model"):
+        call_command("train_msunet", dataset=str(pkg), out=str(tmp_path / "run3"), model_kwargs=["nope=1"],
+                     verbosity=0)
     assert (tmp_path / "run" / "learning_curve.png").exists() and (tmp_path / "run" / "log.csv").exists()
     with pytest.raises(CommandError):
         call_command("train_msunet", dataset=str(tmp_path / "nope"), out=str(tmp_path / "run2"), verbosity=0)

@@ -4,7 +4,7 @@ import torch
 from lcz_model.classes import N_CLASSES
 from lcz_model.gradnorm import GradNorm
 from lcz_model.losses import kl_to_target
-from lcz_model.msunet import VARIANT_TASKS, MSUNetConfig, build_model
+from lcz_model.msunet import VARIANT_TASKS, MSUNetConfig, build_model, pool_tokens, token_coverage
 
 from .conftest import SIZE, make_batch, tiny_model
 
@@ -104,6 +104,52 @@ def test_gate_starts_at_zero_and_receives_gradient():
     assert float(m.dcaf.local_attn.gate.detach()) == 0.0
     sum(m.losses(make_batch(b=2, p=3)).values()).backward()
     assert float(m.dcaf.local_attn.gate.grad.abs()) > 0
+
+
+def test_local_gate_init_is_configurable():
+    m = tiny_model("full", local_gate_init=0.25)
+    assert float(m.dcaf.local_attn.gate.detach()) == 0.25
+    assert MSUNetConfig.from_dict(m.cfg.to_dict()).local_gate_init == 0.25
+
+
+def test_token_coverage_reads_the_block_off_the_image():
+    x = torch.randn(2, 3, 8, 8)
+    x[0, :, :, :4] = 0                      # block 0: right half only
+    x[0, :, :2, 4:] = 0                     # ... minus its top two rows
+    cov = token_coverage(x, (2, 2))         # four 4x4 cells
+    assert torch.allclose(cov[0], torch.tensor([0.0, 0.5, 0.0, 1.0]))
+    assert torch.allclose(cov[1], torch.ones(4))
+
+
+def test_pool_tokens_ignores_tokens_outside_the_block():
+    tokens = torch.randn(2, 4, 5)
+    cov = torch.tensor([[0.0, 0.5, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
+    pooled = pool_tokens(tokens, cov)
+    assert torch.allclose(pooled[0], (0.5 * tokens[0, 1] + tokens[0, 3]) / 1.5, atol=1e-6)
+    assert torch.allclose(pooled[1], tokens[1].mean(0), atol=1e-6)   # nothing covered: plain mean
+    changed = tokens.clone()
+    changed[0, [0, 2]] += 100.0             # tokens the block does not cover
+    assert torch.allclose(pool_tokens(changed, cov)[0], pooled[0], atol=1e-5)
+    assert torch.allclose(pool_tokens(tokens, None), tokens.mean(1))
+
+
+@pytest.mark.parametrize("variant", ["baseline", "full"])
+def test_block_pooling_is_the_default_and_changes_the_output(variant):
+    b = make_batch(b=2, p=2)
+    b["global"][:, :, :, : SIZE // 2] = 0   # blocks cover the right half of their images
+    block = tiny_model(variant, drop_path=0.0)
+    assert block.cfg.token_pool == "block"
+    plain = build_model(**{**block.cfg.to_dict(), "token_pool": "all"})
+    plain.load_state_dict(block.state_dict())
+    args = (b["global"], b["local"], b["pure"], b["pure_labels"])
+    block.eval(), plain.eval()
+    pb, pp = block(*args)["pooled"], plain(*args)["pooled"]
+    assert not torch.allclose(pb, pp, atol=1e-4)
+    with pytest.raises(ValueError, match="token_pool"):
+        MSUNetConfig(token_pool="max")
+    # checkpoints written before the option existed were trained with plain GAP
+    legacy = {k: v for k, v in block.cfg.to_dict().items() if k != "token_pool"}
+    assert MSUNetConfig.from_dict(legacy).token_pool == "all"
 
 
 def test_gradients_reach_every_branch():

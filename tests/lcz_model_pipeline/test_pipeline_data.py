@@ -22,6 +22,31 @@ def test_training_items(synthetic_pkg):
     batch = torch.utils.data.default_collate([ds[i] for i in range(4)])
     mb = to_model_batch(batch)
     assert mb["global"].shape == (4, 3, 32, 32) and mb["pure"].shape[0] == mb["pure_labels"].shape[0]
+    n_pure = int((batch["pure_label"] >= 0).sum())
+    few = to_model_batch(batch, max_pure=1)
+    assert few["pure"].shape[0] == few["pure_labels"].shape[0] == min(1, n_pure)
+    if n_pure:
+        first = int(torch.nonzero(batch["pure_label"] >= 0)[0])
+        assert torch.equal(few["pure"][0], batch["pure"][first])
+
+
+def test_pure_images_augmented_always_unless_told_not_to(synthetic_pkg):
+    pkg = read_package(synthetic_pkg)
+    assert AugmentConfig().pure_always                                # the default
+    plain = BlockDataset(pkg, "train", img_size=32, seed=3,
+                         augment=AugmentConfig(scope="none", rare_oversample=1,
+                                               pure_always=False))
+    always = BlockDataset(pkg, "train", img_size=32, seed=3,
+                          augment=AugmentConfig(scope="none", rare_oversample=1))
+    assert plain.pure_blocks, "the fixture package has pure training blocks"
+    same_global = diff_pure = 0
+    for i in range(len(plain)):
+        a, b = plain[i], always[i]
+        assert int(a["pure_label"]) == int(b["pure_label"])       # same draws, same classes
+        same_global += torch.equal(a["global"], b["global"])       # block images untouched
+        diff_pure += not torch.equal(a["pure"], b["pure"])
+    assert same_global == len(plain)
+    assert diff_pure > len(plain) // 2
 
 
 def test_eval_items_hold_all_local_patches(synthetic_pkg):
@@ -94,3 +119,27 @@ def test_augmentation_keeps_outside_zero(synthetic_pkg):
         outside = it["mask"][0] == 0
         assert (it["global"][:, outside] == 0).all()
         assert torch.isfinite(it["global"]).all() and np.isfinite(it["local"].numpy()).all()
+
+
+def test_pure_sampling_uniform_follows_the_data(synthetic_pkg):
+    pkg = read_package(synthetic_pkg)
+    ds = BlockDataset(pkg, "train", img_size=32, seed=0,
+                      augment=AugmentConfig(scope="none", pure_sampling="uniform"))
+    counts = np.bincount([b.dominant for b in ds.pure_blocks], minlength=17)
+    drawn = np.zeros(17)
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        for i in range(len(ds)):
+            drawn[int(ds[i]["pure_label"])] += 1
+    present = counts > 0
+    assert counts[present].max() > counts[present].min(), "fixture: unequal pure classes"
+    # the draws follow the pure blocks' class counts (class-balanced would flatten them)
+    share_drawn = drawn[present] / drawn.sum()
+    share_data = counts[present] / counts.sum()
+    assert np.abs(share_drawn - share_data).max() < 0.06
+    try:
+        BlockDataset(pkg, "train", augment=AugmentConfig(pure_sampling="nope"))
+    except ValueError as e:
+        assert "pure_sampling" in str(e)
+    else:
+        raise AssertionError("a bad pure_sampling must be refused")

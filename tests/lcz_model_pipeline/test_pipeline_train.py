@@ -134,6 +134,33 @@ def test_bad_arguments_give_clear_errors(synthetic_pkg, tmp_path):
         train({"dataset": str(synthetic_pkg), "out": str(tmp_path / "z"), "epoch": 3})
 
 
+def test_model_options_from_cli():
+    from lcz_model.train import build_parser, config_from_args
+
+    a = build_parser().parse_args(["--dataset", "d", "--out", "o", "--model", "token_pool=all",
+                                   "--model", "local-gate-init=0.5", "--no-pure-always",
+                                   "--pure-fraction", "0.5", "--eval-every", "5"])
+    c = config_from_args(a)
+    assert c.model_kwargs == {"token_pool": "all", "local_gate_init": 0.5}
+    assert c.augment["pure_always"] is False and c.pure_fraction == 0.5 and c.eval_every == 5
+    assert config_from_args(build_parser().parse_args(["--dataset", "d", "--out", "o"])
+                            ).augment["pure_always"] is True
+    for bad in (["--model", "nope=1"], ["--model", "variant=full"], ["--model", "token_pool"]):
+        with pytest.raises(ValueError, match="--model"):
+            config_from_args(build_parser().parse_args(["--dataset", "d", "--out", "o", *bad]))
+
+
+def test_eval_every_skips_test_metrics_between(synthetic_pkg, tmp_path):
+    run = train(_cfg(synthetic_pkg, tmp_path / "ev", variant="baseline", epochs=3,
+                     eval_every=2))
+    card = json.loads((run / "model_card.json").read_text())
+    scored = [m["epoch"] for m in card["metrics"] if m["test"]]
+    assert scored == [2, 3]                 # every 2nd epoch and always the last
+    assert card["test_metrics_of_these_weights"]["all"]["mae"] is not None
+    rows = (run / "log.csv").read_text().splitlines()
+    assert len(rows) == 4 and ",,," in rows[1]   # epoch 1: empty metric cells
+
+
 def test_config_from_cli_and_django_style_options():
     from lcz_model.train import build_parser
 

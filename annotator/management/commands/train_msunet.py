@@ -21,16 +21,24 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None)
         parser.add_argument("--lr", type=float, default=None)
         parser.add_argument("--max-minutes", type=float, default=None)
+        parser.add_argument("--eval-every", type=int, default=None,
+                            help="evaluate on the test split every N epochs (always after the last)")
+        parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        parser.add_argument("--model", dest="model_kwargs", action="append", default=None, metavar="KEY=VALUE",
+                            help="an MSUNetConfig field, e.g. --model token_pool=all (repeatable)")
 
     def handle(self, *args, **o):
         from lcz_model.package import PackageError
-        from lcz_model.train import train
+        from lcz_model.train import parse_model_kwargs, train
 
         options = {k: v for k, v in o.items() if k in {
             "dataset", "out", "variant", "encoder", "encoder_checkpoint", "epochs", "batch_size", "img_size",
-            "device", "resume", "seed", "lr", "max_minutes"}}
+            "device", "resume", "seed", "lr", "max_minutes", "eval_every", "threads"}}
         options["progress"] = o["verbosity"] >= 1
         try:
+            if o.get("model_kwargs"):
+                items = o["model_kwargs"]
+                options["model_kwargs"] = parse_model_kwargs([items] if isinstance(items, str) else items)
             run = train(options)
         except (PackageError, FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from None
