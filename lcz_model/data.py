@@ -50,7 +50,7 @@ class AugmentConfig:
     # global images of the few pure training blocks, drawn class-balanced once per item, so
     # unaugmented they are memorised (PSG loss ~0.006 by epoch 50) and the shared encoder
     # overfits. Measured on synth400-big128 (full model, 50 epochs, 3 seeds, H100): test MAE
-    # (all blocks) 0.0268 +- 0.0006 -> 0.0242 +- 0.0009, WD 0.0091 -> 0.0078.
+    # (all blocks) 0.0268 +- 0.0008 -> 0.0242 +- 0.0011, WD 0.0091 -> 0.0078.
     pure_always: bool = True
     # DECISION: how PSG pure images are drawn: "uniform" (any pure training block, so classes
     # as often as the data has them) or "balanced" (a class at random, then one of its pure

@@ -97,11 +97,11 @@ class MSUNetConfig:
     # shapes then dilute their features by different amounts). Measured on synth400-big128
     # (swin_micro, 128 px, lr 1e-3): the baseline's test MAE (all blocks) 0.0354 -> 0.0308
     # after 20 epochs on the CPU; after 50 epochs on an H100, 0.0250 ("all", 1 seed) vs
-    # 0.0240 +- 0.0010 ("block", 6 seeds); the full model 0.0270 vs 0.0268 +- 0.0006.
+    # 0.0240 +- 0.0011 ("block", 6 seeds); the full model 0.0270 vs 0.0268 +- 0.0008.
     token_pool: str = "block"
     # r of DCAF step 1 at initialisation (method.md: 0). Measured: r stays within +-0.06 of 0
     # after 50 epochs, so step 1 adds little; r0 = 1 was no better on average (3 seeds: test
-    # MAE 0.0272 +- 0.0030 vs 0.0268 +- 0.0006) and far less stable, r0 = 0.1 the same as 0.
+    # MAE 0.0272 +- 0.0037 vs 0.0268 +- 0.0008) and far less stable, r0 = 0.1 the same as 0.
     local_gate_init: float = 0.0
     n_classes: int = N_CLASSES
 
