@@ -26,8 +26,8 @@ import torch
 
 from lcz_model.classes import N_CLASSES
 from lcz_model.encoders import ENCODERS, build_encoder
-from lcz_model.gradnorm import GradNorm
 from lcz_model.msunet import build_model, count_parameters
+from lcz_model.train import TrainConfig, _make_gradnorm
 
 
 def _device_name(device: torch.device) -> str:
@@ -135,7 +135,7 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
     tb = {"global": images(batch), "local": images(batch), "fractions": fr,
           "pure": images(batch), "pure_labels": torch.randint(0, N_CLASSES, (batch,), device=dev)}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
-    gn = GradNorm(model.tasks, model.shared_layer().parameters(), alpha=1.5)
+    gn = _make_gradnorm(model.tasks, model, TrainConfig())   # as training sets it up
 
     def train_model():
         opt.zero_grad(set_to_none=True)

@@ -2,8 +2,9 @@
 
 Training items: the block's global image (+ mask), ONE local patch drawn at random (DECISION in
 method.md), its 17 fractions, its pure flag/label, and one pure image (the global image of a
-pure training block, class-balanced) for the PSG branch. Evaluation items: the global image and
-every local patch up to ``k_local`` (padded, with a validity mask), as inference uses them.
+pure training block, drawn uniformly over them and always augmented) for the PSG branch.
+Evaluation items: the global image and every local patch up to ``k_local`` (padded, with a
+validity mask), as inference uses them.
 
 Deterministic: every random draw comes from ``numpy.random.default_rng((seed, epoch, i))``,
 so results do not depend on DataLoader workers, and resuming at epoch e replays epoch e exactly.
@@ -47,7 +48,7 @@ class AugmentConfig:
     rare_classes: tuple[str, ...] | None = None   # class keys; None = found from the data
     rare_threshold: float = 0.5          # auto: dominant count < threshold * median count
     # DECISION: PSG pure images are augmented always, whatever ``scope`` says. They are the
-    # global images of the few pure training blocks, drawn class-balanced once per item, so
+    # global images of the few pure training blocks, drawn again for every item, so
     # unaugmented they are memorised (PSG loss ~0.006 by epoch 50) and the shared encoder
     # overfits. Measured on synth400-big128 (full model, 50 epochs, 3 seeds, H100): test MAE
     # (all blocks) 0.0268 +- 0.0008 -> 0.0242 +- 0.0011, WD 0.0091 -> 0.0078.
