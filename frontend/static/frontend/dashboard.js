@@ -15,23 +15,10 @@
     return el ? JSON.parse(el.textContent) : null;
   }
 
-  /** Imagery tile layers of the campaign's scenes, under everything else. */
+  /** Imagery tile layers of the campaign's scenes, under everything else (imagery.js). */
   function addScenes(map, scenes) {
     for (const scene of scenes) {
-      const opts = { attribution: esc(scene.attribution), maxZoom: 22, maxNativeZoom: 19, minZoom: 0 };
-      const add = () => L.tileLayer(scene.tiles, opts).addTo(map).bringToBack();
-      fetch(scene.tilejson, { credentials: "same-origin" })
-        .then((r) => (r.ok ? r.json() : null))
-        .then((tj) => {
-          if (!tj) return;
-          if (Number.isInteger(tj.maxzoom)) opts.maxNativeZoom = tj.maxzoom;
-          if (Number.isInteger(tj.minzoom)) opts.minZoom = tj.minzoom;
-          if (Array.isArray(tj.bounds) && tj.bounds.length === 4) {
-            opts.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
-          }
-        })
-        .catch(() => null)
-        .then(add);
+      window.lczImagery.addImagery(map, scene.tiles, scene.tilejson, { attribution: esc(scene.attribution) });
     }
   }
 

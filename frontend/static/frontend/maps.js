@@ -288,22 +288,9 @@
   /** Imagery tile layers of the campaign's scenes, under the blocks (bounds and zooms from TileJSON). */
   function addScenes(map, scenes) {
     for (const scene of scenes) {
-      const opts = { attribution: esc(scene.attribution), maxZoom: 22, maxNativeZoom: 19, minZoom: 0 };
       // WebP tiles (TileJSON's default) are transparent outside the scene; JPEG ones black
-      let url = scene.tiles.replace(/\.jpe?g$/, ".webp");
-      fetch(scene.tilejson, { credentials: "same-origin" })
-        .then((r) => (r.ok ? r.json() : null))
-        .then((tj) => {
-          if (!tj) return;
-          if (Array.isArray(tj.tiles) && tj.tiles.length) url = tj.tiles[0];
-          if (Number.isInteger(tj.maxzoom)) opts.maxNativeZoom = tj.maxzoom;
-          if (Number.isInteger(tj.minzoom)) opts.minZoom = tj.minzoom;
-          if (Array.isArray(tj.bounds) && tj.bounds.length === 4) {
-            opts.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
-          }
-        })
-        .catch(() => null)
-        .then(() => L.tileLayer(url, opts).addTo(map).bringToBack());
+      window.lczImagery.addImagery(map, scene.tiles.replace(/\.jpe?g$/, ".webp"), scene.tilejson,
+        { attribution: esc(scene.attribution) }, true);
     }
   }
 

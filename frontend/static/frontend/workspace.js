@@ -306,22 +306,8 @@
       scene.attribution || CFG.campaign.imagery_attribution,
       "Licence: " + (scene.licence || CFG.campaign.imagery_licence || "not stated"),
     ].filter(Boolean).map(esc).join(" · ") + (scene.synthetic ? " (synthetic imagery)" : "");
-    const opts = { attribution, maxZoom: 22, maxNativeZoom: 19, minZoom: 0, crossOrigin: false };
     const tilejson = scene.tiles.replace(/\{z\}.*$/, "tilejson.json");
-    const add = () => L.tileLayer(scene.tiles, opts).addTo(map).bringToBack();
-    fetch(tilejson, { credentials: "same-origin" })
-      .then((r) => (r.ok ? r.json() : null))
-      .then((tj) => {
-        if (tj) {
-          if (Number.isInteger(tj.maxzoom)) opts.maxNativeZoom = tj.maxzoom;
-          if (Number.isInteger(tj.minzoom)) opts.minZoom = tj.minzoom;
-          if (Array.isArray(tj.bounds) && tj.bounds.length === 4) {
-            opts.bounds = L.latLngBounds([tj.bounds[1], tj.bounds[0]], [tj.bounds[3], tj.bounds[2]]);
-          }
-        }
-      })
-      .catch(() => null)
-      .then(add);
+    window.lczImagery.addImagery(map, scene.tiles, tilejson, { attribution, crossOrigin: false });
   }
 
   const campBounds = CFG.campaign.bounds
