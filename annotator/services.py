@@ -53,9 +53,23 @@ def import_imagery(campaign: Campaign, path: str | os.PathLike, *, licence: str 
     """Validate a GeoTIFF, write it as a COG under MEDIA_ROOT and record the scene.
 
     Idempotent: the same file (by SHA-256) for the same campaign returns the existing scene.
-    Bad input raises IngestError before anything is written.
+    Bad input raises IngestError and leaves nothing behind (no scene, no COG, no empty folder).
     """
+    from .ingest import IngestError
+    from .ingest.imagery import remove_cog
+
+    limit = {f: ImageryScene._meta.get_field(f).max_length for f in ("name", "attribution", "crs")}
+    for what, field, value in (("the scene name (--name)", "name", name or ""),
+                               ("the attribution (--attribution)", "attribution", attribution)):
+        if len(value) > limit[field]:
+            raise IngestError(f"{what} is {len(value)} characters long; at most {limit[field]} are kept. Shorten it.")
     info: RasterInfo = inspect_geotiff(path)
+    if not name and len(info.path.stem) > limit["name"]:
+        raise IngestError(f"{info.path}: the file name is too long to name the scene (at most {limit['name']} "
+                          "characters); give a shorter one with --name.")
+    if len(info.crs) > limit["crs"]:
+        raise IngestError(f"{info.path}: its CRS has no short identifier such as an EPSG code; reproject it "
+                          f"first, e.g. `gdalwarp -t_srs EPSG:<code> {info.path.name} out.tif`.")
     digest = sha256_of(info.path)
     existing = ImageryScene.objects.filter(campaign=campaign, source_sha256=digest).first()
     if existing is not None:
@@ -83,7 +97,7 @@ def import_imagery(campaign: Campaign, path: str | os.PathLike, *, licence: str 
                 synthetic=info.synthetic,
             )
     except Exception:
-        dst.unlink(missing_ok=True)  # nothing changed: no orphan COG either
+        remove_cog(dst, keep=settings.MEDIA_ROOT)  # nothing changed: no orphan COG or empty folder either
         raise
     return scene, True
 

@@ -1,9 +1,14 @@
-"""Imagery ingest: validate an RGB GeoTIFF and write it as a Cloud-Optimized GeoTIFF."""
+"""Imagery ingest: validate an RGB GeoTIFF and write it as a Cloud-Optimized GeoTIFF.
+
+Nothing but a regular file is opened (a named pipe would block GDAL, and so would one beside the
+file where GDAL looks for sidecars); a truncated or corrupt file is refused with a message, and a
+failed write leaves no partial COG and no folder it made."""
 from __future__ import annotations
 
 import hashlib
 import math
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +16,9 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from pyproj import Transformer
-from rasterio.errors import RasterioIOError
+from rasterio._err import CPLE_BaseError
+from rasterio.errors import RasterioError, RasterioIOError
+from rasterio.windows import Window
 from shapely.geometry import Polygon, box
 
 from .errors import IngestError
@@ -41,10 +48,8 @@ def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
 def inspect_geotiff(path: str | os.PathLike) -> RasterInfo:
     """Check that `path` is georeferenced 8-bit RGB imagery, or raise IngestError saying why."""
     path = Path(path)
-    if not path.exists():
-        raise IngestError(f"{path}: file not found.")
-    if path.is_dir():
-        raise IngestError(f"{path}: is a folder; give the path of a GeoTIFF file.")
+    _require_regular_file(path)
+    _refuse_special_sidecars(path)
     try:
         src = rasterio.open(path)
     except RasterioIOError as exc:
@@ -73,7 +78,8 @@ def inspect_geotiff(path: str | os.PathLike) -> RasterInfo:
                 f"{path}: bands 1-3 are {', '.join(sorted(dtypes))}; 8-bit (uint8) RGB is needed. "
                 f"Rescale first, e.g. `gdal_translate -ot Byte -scale {path.name} out.tif`."
             )
-        footprint = _footprint_wgs84(src)
+        footprint = _footprint_wgs84(src, path)
+        _check_last_block(src, path)
         resolution = _resolution_m(src, footprint)
         tags = {k.upper(): v for k, v in src.tags().items()}
         return RasterInfo(
@@ -89,14 +95,76 @@ def inspect_geotiff(path: str | os.PathLike) -> RasterInfo:
         )
 
 
-def _footprint_wgs84(src) -> Polygon:
+def _require_regular_file(path: Path) -> None:
+    """stat only, never open: opening a named pipe blocks until someone writes to it."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise IngestError(f"{path}: file not found.") from None
+    except OSError as exc:
+        raise IngestError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if stat.S_ISDIR(mode):
+        raise IngestError(f"{path}: is a folder; give the path of a GeoTIFF file.")
+    if not stat.S_ISREG(mode):
+        raise IngestError(f"{path}: is not a regular file (a named pipe, device or socket); "
+                          "give the path of a GeoTIFF file.")
+
+
+def _refuse_special_sidecars(path: Path) -> None:
+    """GDAL opens files named like the raster beside it (scene.tif.aux.xml, scene.tif.ovr,
+    scene.tfw, ...): a named pipe or device among them would block or confuse it."""
+    stem = path.stem.lower()
+    try:
+        with os.scandir(path.parent) as it:
+            entries = [e for e in it if e.name != path.name and e.name.lower().startswith(stem)]
+    except OSError:  # a folder that cannot be listed: GDAL cannot list it either
+        return
+    for entry in entries:
+        try:
+            mode = entry.stat().st_mode
+        except OSError:  # a dangling link: GDAL cannot open it either
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise IngestError(
+                f"{path.parent / entry.name}: is not a regular file (a named pipe, device or socket) and "
+                f"lies beside {path.name}, where GDAL looks for sidecar files (.aux.xml, .ovr, .tfw). "
+                "Move it away, or copy the GeoTIFF into a folder of its own."
+            )
+
+
+def _footprint_wgs84(src, path: Path) -> Polygon:
     left, bottom, right, top = src.bounds
     ring = box(left, bottom, right, top).exterior
     # densify so the footprint stays right after a curved reprojection
     pts = [ring.interpolate(d) for d in np.linspace(0, ring.length, 81)]
     to_wgs84 = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
-    xs, ys = to_wgs84.transform([p.x for p in pts], [p.y for p in pts])
+    xs, ys = (np.asarray(v, dtype=float) for v in to_wgs84.transform([p.x for p in pts], [p.y for p in pts]))
+    inside = np.isfinite(xs).all() and np.isfinite(ys).all()
+    if not (inside and -180 <= xs.min() and xs.max() <= 180 and -90 <= ys.min() and ys.max() <= 90):
+        raise IngestError(
+            f"{path}: its bounds ({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g} in {src.crs.to_string()}) fall "
+            "outside valid latitude/longitude ([-180, 180] x [-90, 90]). Is the CRS right? Set the right one, "
+            f"e.g. `gdal_edit.py -a_srs EPSG:<code> {path.name}`."
+        )
     return Polygon(zip(xs, ys))
+
+
+def _corrupt(path, exc) -> IngestError:
+    return IngestError(
+        f"{path}: its pixel data cannot be read ({exc}); the file looks truncated or corrupt. Copy it "
+        f"again, or check it with `gdalinfo -checksum {Path(path).name}`."
+    )
+
+
+def _check_last_block(src, path: Path) -> None:
+    """Read the last block of bands 1-3 (the end of the file for GDAL's layouts): a truncated file
+    fails here, before anything is written."""
+    block_h, block_w = src.block_shapes[0]
+    row, col = (src.height - 1) // block_h * block_h, (src.width - 1) // block_w * block_w
+    try:
+        src.read((1, 2, 3), window=Window(col, row, src.width - col, src.height - row))
+    except (RasterioError, CPLE_BaseError) as exc:
+        raise _corrupt(path, exc) from None
 
 
 def _resolution_m(src, footprint: Polygon) -> float:
@@ -114,24 +182,60 @@ def write_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> Path:
     from rio_cogeo.profiles import cog_profiles
 
     dst_path = Path(dst_path)
-    dst_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".tif", dir=dst_path.parent, prefix=".cog-")
-    os.close(fd)
+    made = _missing_parents(dst_path.parent)
+    tmp, done = None, False
     try:
+        dst_path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".tif", dir=dst_path.parent, prefix=".cog-")
+        os.close(fd)
         profile = cog_profiles.get("deflate")
         profile.update(blockxsize=512, blockysize=512, predictor=2)
-        with rasterio.open(src_path) as src:
-            tags = src.tags()
-        cog_translate(
-            str(src_path), tmp, profile, indexes=(1, 2, 3), overview_resampling="average",
-            additional_cog_metadata=tags, quiet=True, in_memory=False,
-        )
-        valid, errors, _warnings = cog_validate(tmp, quiet=True)
+        try:
+            with rasterio.open(src_path) as src:
+                tags = src.tags()
+            cog_translate(
+                str(src_path), tmp, profile, indexes=(1, 2, 3), overview_resampling="average",
+                additional_cog_metadata=tags, quiet=True, in_memory=False,
+            )
+            valid, errors, _warnings = cog_validate(tmp, quiet=True)
+        except (RasterioError, CPLE_BaseError) as exc:  # pixels that do not decode, mostly
+            raise _corrupt(src_path, exc) from None
         if not valid:
             raise IngestError(f"{src_path}: writing a valid COG failed: {'; '.join(errors)}")
         os.chmod(tmp, 0o644)  # mkstemp makes 0600: the web server may run as another user
         os.replace(tmp, dst_path)
+        done = True
+    except OSError as exc:
+        raise IngestError(f"{dst_path}: writing the COG failed ({exc.strerror or exc}); check the free space "
+                          "and the permissions of MEDIA_ROOT.") from None
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if not done:
+            _remove_empty(made)
     return dst_path
+
+
+def remove_cog(path: str | os.PathLike, *, keep: str | os.PathLike) -> None:
+    """Delete a COG and the folders above it that are left empty, up to (not including) `keep`."""
+    path, keep = Path(path), Path(keep)
+    path.unlink(missing_ok=True)
+    _remove_empty([d for d in path.parents if keep in d.parents])
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders `mkdir(parents=True)` would make for `folder`, deepest first."""
+    made = []
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    return made
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """rmdir each folder (deepest first) that is empty; keep the rest."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
