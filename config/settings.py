@@ -8,9 +8,14 @@ Environment variables
   CELERY_BROKER_URL   redis://127.0.0.1:6379/0; unset with DEBUG on = tasks run in-process.
   MEDIA_ROOT          where imagery (COGs) and generated files live.
   ALLOWED_HOSTS       comma-separated, required when DEBUG is off.
+  TRUSTED_PROXIES     comma-separated IPs/CIDRs of the reverse proxies whose X-Forwarded-For is
+                      believed (client address for login rate limits); default none.
+  LOGIN_RATE, LOGIN_RATE_PER_ADDRESS  login attempts per account / per client address.
+  MEDIA_ACCEL_REDIRECT_PREFIX  e.g. /protected-media/: downloads answer with X-Accel-Redirect (nginx).
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -201,7 +206,26 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # the login rate limit works per process with a memory cache: fine for one-process development
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+# Login attempts (frontend/auth_views.py), on /accounts/login/ and /admin/login/ together.
+# Per account (the username, lowercased): tight, since no one mistypes a password ten times a
+# minute, and it is what stops guessing one account from many addresses. Per client address:
+# looser, because a whole office or campus can sit behind one NAT/proxy address and one person's
+# typos must not lock out the rest; it still stops spraying many accounts from one address.
 LOGIN_RATE = os.environ.get("LOGIN_RATE", "10/m")
+LOGIN_RATE_PER_ADDRESS = os.environ.get("LOGIN_RATE_PER_ADDRESS", "60/m")
+# The reverse proxies (IPs or CIDRs, comma-separated) whose X-Forwarded-For is believed: the client
+# is the right-most address there that is not one of them (frontend/client_ip.py). Empty: the
+# client is REMOTE_ADDR and X-Forwarded-For is ignored (anyone could write it).
+TRUSTED_PROXIES = [p.strip() for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network.") from None
+# Generated files (frontend/download_views.py) are sent by Django, or, with this set (e.g.
+# "/protected-media/", an nginx `internal` location aliased to MEDIA_ROOT), handed to nginx with
+# an X-Accel-Redirect header once the permission check passed.
+MEDIA_ACCEL_REDIRECT_PREFIX = os.environ.get("MEDIA_ACCEL_REDIRECT_PREFIX") or None
 # Encoded imagery tiles (annotator.tiles). Keys carry the COG's identity: entries never go stale.
 TILE_CACHE_URL = os.environ.get("TILE_CACHE_URL", CACHE_URL)
 CACHES["tiles"] = (
@@ -210,7 +234,7 @@ CACHES["tiles"] = (
     if TILE_CACHE_URL else
     {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "tiles",
      "TIMEOUT": 7 * 24 * 3600, "OPTIONS": {"MAX_ENTRIES": 5000}}
-)  # failed and successful POSTs per client IP
+)
 
 # --- Leaflet --------------------------------------------------------------------------------
 LEAFLET_CONFIG = {"DEFAULT_CENTER": (60.17, 24.94), "DEFAULT_ZOOM": 15, "MAX_ZOOM": 21, "RESET_VIEW": False}
