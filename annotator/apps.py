@@ -9,7 +9,10 @@ class AnnotatorConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate
 
+        from . import signals
+
         post_migrate.connect(_sqlite_wal, sender=self)
+        signals.connect()
 
 
 def _sqlite_wal(sender, using="default", **kwargs):

@@ -170,26 +170,44 @@ def acquisition_scores(campaign: Campaign, model_version: str):
 @transaction.atomic
 def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int = 1, actor=None) -> list[int]:
     """Pick the k most useful unlabelled blocks (diversity-guarded) and assign them for `round`,
-    with their score as priority; the round is marked assisted. Returns the block ids queued."""
+    with their score as priority; the round is marked assisted. Returns the block ids queued.
+
+    Blindness: a block whose blind round is still open is queued only if the campaign allows it
+    (`queue_open_blocks`), and then never to an interpreter who holds an open blind assignment of it.
+    """
     from lcz_model.acquisition import select_batch
 
+    from .services import interpreter_load, pick_interpreters
+
+    if round in _blind_rounds_in_use(campaign):
+        raise ValueError(f"round {round} already holds blind assignments; queue the assisted round as a new round.")
     if not campaign.active_model_version:
         raise ValueError(f"campaign {campaign.name!r} has no model predictions yet; run predict_blocks first.")
+    _, load, rank = interpreter_load(campaign, round)
     ids, scores, splits = acquisition_scores(campaign, campaign.active_model_version)
-    already = set(Assignment.objects.filter(campaign=campaign, round=round).values_list("block_id", flat=True))
-    exclude = [i for i, b in enumerate(ids) if b in already]
+    taken: dict[int, set[int]] = {}
+    for block_id, user_id in Assignment.objects.filter(campaign=campaign, round=round).values_list(
+            "block_id", "interpreter_id"):
+        taken.setdefault(block_id, set()).add(user_id)
+    blind_open: dict[int, set[int]] = {}
+    for block_id, user_id in selectors.open_blind_assignments(campaign).values_list("block_id", "interpreter_id"):
+        blind_open.setdefault(block_id, set()).add(user_id)
+
+    def eligible(block_id: int) -> bool:
+        if block_id in taken:
+            return False
+        if block_id in blind_open and not campaign.queue_open_blocks:
+            return False
+        return any(u not in blind_open.get(block_id, ()) for u in load)
+
+    exclude = [i for i, b in enumerate(ids) if not eligible(int(b))]
     chosen = select_batch(scores, splits, k=k, exclude=exclude) if len(ids) else []
-    interpreters = list(selectors.interpreters_of(campaign).order_by("username"))
-    if not interpreters:
-        raise ValueError(f"campaign {campaign.name!r} has no interpreters.")
-    load = {u.pk: Assignment.objects.filter(campaign=campaign, round=round, interpreter=u).count()
-            for u in interpreters}
     new = []
     for i in chosen:
-        for user_id in sorted(load, key=lambda u: (load[u], u))[:per_block]:
-            new.append(Assignment(campaign=campaign, block_id=int(ids[i]), interpreter_id=user_id, round=round,
+        block_id = int(ids[i])
+        for user_id in pick_interpreters(load, rank, per_block, exclude=blind_open.get(block_id, ())):
+            new.append(Assignment(campaign=campaign, block_id=block_id, interpreter_id=user_id, round=round,
                                   priority=float(scores[i])))
-            load[user_id] += 1
     Assignment.objects.bulk_create(new, ignore_conflicts=True)
     if round not in campaign.assisted_rounds:
         campaign.assisted_rounds = sorted({*campaign.assisted_rounds, round})
@@ -201,10 +219,19 @@ def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int =
     return [int(ids[i]) for i in chosen]
 
 
+def _blind_rounds_in_use(campaign: Campaign) -> set[int]:
+    rounds = set(Assignment.objects.filter(campaign=campaign).values_list("round", flat=True).distinct())
+    return rounds - set(campaign.assisted_rounds or [])
+
+
 def suggestion_for(assignment: Assignment) -> Prediction | None:
-    """The model's split for an assisted round's assignment; None in blind rounds, always."""
+    """The model's split for an assisted round's assignment; None in blind rounds, always, and None
+    while the interpreter still holds an open blind assignment of the same block."""
     campaign = assignment.campaign
     if assignment.round not in (campaign.assisted_rounds or []) or not campaign.active_model_version:
+        return None
+    if selectors.open_blind_assignments(campaign).filter(interpreter_id=assignment.interpreter_id,
+                                                         block_id=assignment.block_id).exists():
         return None
     return Prediction.objects.filter(block_id=assignment.block_id,
                                      model_version=campaign.active_model_version).first()

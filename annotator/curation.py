@@ -2,11 +2,13 @@
 reviewers' adjudications. The statistics themselves are in annotator.agreement (pure numpy)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from . import agreement, selectors
+from . import agreement, selectors, services
 from .models import Adjudication, Assignment, AuditEvent, StreetBlock
 from .splits import SplitError, parse_split
 
@@ -34,19 +36,42 @@ def curate_block(block: StreetBlock, round: int = 1) -> StreetBlock:
     return block
 
 
+STARTS = ("scratch", "consensus", "final")  # besides the id of one of the block's submitted assignments
+
+
+@dataclass
+class AdjudicateResult:
+    adjudication: Adjudication
+    replayed: bool  # True: this request id was already applied; nothing changed
+
+
 @transaction.atomic
 def adjudicate(block: StreetBlock, reviewer: User, *, split: dict, reason: str,
-               started_from: str = "consensus") -> Adjudication:
-    """A reviewer sets the final split of a complete or disputed block, with a reason."""
+               started_from: str = "consensus", request_id=None) -> AdjudicateResult:
+    """A reviewer sets the final split of a complete or disputed block, with a reason.
+
+    Idempotent by `request_id` like a save: the same id and body replays, another body is refused."""
     if not selectors.is_reviewer(reviewer, block.campaign):
         raise PermissionError("only reviewers of this campaign can adjudicate")
+    if not selectors.may_see_block_labels(reviewer, block):
+        raise PermissionError("you still have to label this block blind; another reviewer must adjudicate it")
     block = StreetBlock.objects.select_for_update().get(pk=block.pk)
     if block.status not in (StreetBlock.Status.COMPLETE, StreetBlock.Status.DISPUTED,
                             StreetBlock.Status.ADJUDICATED):
         raise SplitError({"block": ["not every interpreter has submitted this block yet."]})
-    if not reason or not reason.strip():
+    if not isinstance(reason, str) or not reason.strip():
         raise SplitError({"reason": ["say why this split is the right one."]})
     permille = parse_split(split, require_total=True)
+    starts = {*STARTS, *(str(a.pk) for a in selectors.block_splits(block))}
+    if started_from not in starts:
+        raise SplitError({"started_from": [f"must be one of {', '.join(sorted(starts))}."]})
+    digest = services.request_digest("adjudicate", block.pk, {"permille": permille, "reason": reason.strip(),
+                                                              "started_from": started_from})
+    if request_id is not None:
+        done = AuditEvent.objects.filter(actor=reviewer, request_id=request_id).first()
+        if done is not None:
+            services.replay_or_refuse(done, digest, request_id)
+            return AdjudicateResult(Adjudication.objects.get(pk=done.after["adjudication"]), replayed=True)
     before = {"status": block.status, "final_permille": block.final_permille}
     adjudication = Adjudication.objects.create(block=block, reviewer=reviewer, permille=permille,
                                                reason=reason.strip(), started_from=started_from)
@@ -54,6 +79,8 @@ def adjudicate(block: StreetBlock, reviewer: User, *, split: dict, reason: str,
     block.status = StreetBlock.Status.ADJUDICATED
     block.save(update_fields=["final_permille", "status"])
     AuditEvent.objects.create(actor=reviewer, action="adjudicate", campaign_id=block.campaign_id, block=block,
+                              request_id=request_id, request_digest=digest if request_id is not None else "",
                               before=before, after={"status": block.status, "final_permille": permille,
-                                                    "reason": adjudication.reason, "started_from": started_from})
-    return adjudication
+                                                    "reason": adjudication.reason, "started_from": started_from,
+                                                    "adjudication": adjudication.pk})
+    return AdjudicateResult(adjudication, replayed=False)

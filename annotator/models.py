@@ -29,6 +29,10 @@ class Campaign(models.Model):
         help_text="Rounds whose editor starts from the model's split. Blind rounds (the first) never show one.")
     active_model_version = models.CharField(max_length=80, blank=True,
                                             help_text="The model whose predictions assisted rounds show.")
+    queue_open_blocks = models.BooleanField(
+        default=False,
+        help_text="Active learning may queue blocks whose blind round is still open, but only to interpreters "
+                  "who hold no blind assignment of them. Off: only blocks whose blind round is complete.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -134,6 +138,9 @@ class Assignment(models.Model):
         TODO = "todo", "To do"
         DRAFT = "draft", "Draft"
         SUBMITTED = "submitted", "Submitted"
+        REVOKED = "revoked", "Revoked"  # the interpreter left the campaign before submitting
+
+    OPEN_STATUSES = (Status.TODO, Status.DRAFT)  # still to be labelled by the interpreter
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="assignments")
     block = models.ForeignKey(StreetBlock, on_delete=models.CASCADE, related_name="assignments")
@@ -185,6 +192,9 @@ class AuditEvent(models.Model):
     block = models.ForeignKey(StreetBlock, null=True, on_delete=models.CASCADE, related_name="audit_events")
     annotation = models.ForeignKey(Annotation, null=True, on_delete=models.CASCADE, related_name="audit_events")
     request_id = models.UUIDField(null=True, blank=True)
+    request_digest = models.CharField(
+        max_length=64, blank=True,
+        help_text="SHA-256 of what the request asked for: a reused request id must carry the same body.")
     before = models.JSONField(null=True, blank=True)
     after = models.JSONField(null=True, blank=True)
 

@@ -56,6 +56,12 @@ def interpreters_of(campaign: Campaign):
                                is_active=True).distinct()
 
 
+def is_interpreter(user, campaign: Campaign) -> bool:
+    """An active account that is an interpreter member of the campaign (saves need this)."""
+    return bool(user.is_active) and Membership.objects.filter(
+        user=user, campaign=campaign, role=Membership.Role.INTERPRETER).exists()
+
+
 def is_reviewer(user, campaign: Campaign | None = None) -> bool:
     if user.is_superuser or user.groups.filter(name="admin").exists():
         return True
@@ -71,6 +77,30 @@ def campaigns_for(user) -> QuerySet[Campaign]:
     if is_admin(user):
         return campaigns()
     return Campaign.objects.filter(memberships__user=user).distinct().order_by("name")
+
+
+def live_assignments(campaign: Campaign, round: int | None = None) -> QuerySet[Assignment]:
+    """Assignments that count (not revoked), in one round or all."""
+    qs = Assignment.objects.filter(campaign=campaign).exclude(status=Assignment.Status.REVOKED)
+    return qs if round is None else qs.filter(round=round)
+
+
+# --- blindness: the one home of "who may see a block's labels or the model's split" ----------
+
+def open_blind_assignments(campaign: Campaign) -> QuerySet[Assignment]:
+    """Unsubmitted assignments of blind rounds (every round the campaign does not mark assisted)."""
+    return (Assignment.objects.filter(campaign=campaign, status__in=Assignment.OPEN_STATUSES)
+            .exclude(round__in=list(campaign.assisted_rounds or [])))
+
+
+def blind_pending_block_ids(user, campaign: Campaign) -> set[int]:
+    """Blocks `user` still has to label blind: nothing about them (the model's split, other
+    interpreters' splits, a consensus) may be shown to this user, whatever their other roles."""
+    return set(open_blind_assignments(campaign).filter(interpreter=user).values_list("block_id", flat=True))
+
+
+def may_see_block_labels(user, block: StreetBlock) -> bool:
+    return not open_blind_assignments(block.campaign).filter(interpreter=user, block=block).exists()
 
 
 def my_assignments(user, campaign: Campaign) -> QuerySet[Assignment]:
@@ -108,7 +138,8 @@ def next_assignment(user, campaign: Campaign, after_block_id: int | None = None)
 
 
 def my_progress(user, campaign: Campaign) -> dict:
-    counts = dict(my_assignments(user, campaign).values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    counts = dict(my_assignments(user, campaign).exclude(status=Assignment.Status.REVOKED)
+                  .values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     assigned = sum(counts.values())
     return {"assigned": assigned, "submitted": counts.get(Assignment.Status.SUBMITTED, 0),
             "draft": counts.get(Assignment.Status.DRAFT, 0), "todo": counts.get(Assignment.Status.TODO, 0)}
@@ -139,9 +170,11 @@ def simplify_tolerance_deg(zoom: int | None) -> float:
 
 
 def blocks_geojson(user, campaign: Campaign, bbox: tuple[float, float, float, float] | None,
-                   zoom: int | None) -> str:
+                   zoom: int | None, *, show_locked: bool = True) -> str:
     """A GeoJSON FeatureCollection (string) of the campaign's blocks in the bbox, simplified to the
-    zoom, each with the requesting user's own status. No split of anybody is ever in it."""
+    zoom, each with the requesting user's own status. No split of anybody is ever in it.
+    show_locked: a block I submitted that is now complete/disputed/adjudicated shows that status
+    (the workspace locks it); off, only my own assignment's status."""
     qs = blocks_of(campaign)
     if bbox is not None:
         qs = qs.filter(geom__bboverlaps=Polygon.from_bbox(bbox))
@@ -157,7 +190,7 @@ def blocks_geojson(user, campaign: Campaign, bbox: tuple[float, float, float, fl
             continue
         if pk in mine:
             assignment, status = mine[pk]
-            if status == Assignment.Status.SUBMITTED and block_status in ("complete", "disputed", "adjudicated"):
+            if show_locked and status == Assignment.Status.SUBMITTED and block_status in RELEASED:
                 status = block_status
         else:
             status, assignment = "unassigned", None
@@ -243,12 +276,13 @@ def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: boo
 
 # --- LCZ fraction maps (reviewers and admins: predictions must never reach blind interpreters) ----
 
-def fraction_rows(campaign: Campaign, source: str, bbox=None):
+def fraction_rows(campaign: Campaign, source: str, bbox=None, *, hidden=()):
     """(block ids, block keys, per-mille (N,17), geometry GeoJSON strings) of the campaign's blocks by
-    `source`: "consensus" (the final label, else the consensus, of released blocks) or a model_version."""
+    `source`: "consensus" (the final label, else the consensus, of released blocks) or a model_version.
+    `hidden`: block ids left out (those the viewer still has to label blind)."""
     from .models import Prediction
 
-    qs = blocks_of(campaign)
+    qs = blocks_of(campaign).exclude(pk__in=list(hidden))
     if bbox is not None:
         qs = qs.filter(geom__bboverlaps=Polygon.from_bbox(bbox))
     if source == "consensus":

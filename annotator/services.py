@@ -1,6 +1,8 @@
 """Writes. Every state change of the domain is one function here, in one transaction."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import time
@@ -162,6 +164,73 @@ def add_member(campaign: Campaign, user: User, role: str) -> Membership:
     return Membership.objects.get_or_create(campaign=campaign, user=user, role=role)[0]
 
 
+@transaction.atomic
+def remove_member(campaign: Campaign, user: User, role: str, *, actor: User | None = None) -> int:
+    """Take `user` off the campaign in `role`. An interpreter's open assignments are revoked (saves
+    refused from then on); what they submitted stays. Returns the number of assignments revoked."""
+    revoked = 0
+    if role == Membership.Role.INTERPRETER:
+        revoked = revoke_open_assignments(user, campaign=campaign, actor=actor, reason="removed from the campaign")
+    deleted, _ = Membership.objects.filter(campaign=campaign, user=user, role=role).delete()
+    if deleted:
+        AuditEvent.objects.create(actor=actor, action="remove_member", campaign=campaign,
+                                  after={"user": user.pk, "username": user.username, "role": role})
+    return revoked
+
+
+@transaction.atomic
+def deactivate_user(user: User, *, actor: User | None = None) -> int:
+    """Deactivate an account (no more logins) and revoke its open assignments in every campaign.
+    (annotator.signals revokes too when an account is deactivated elsewhere, e.g. in the admin.)"""
+    revoked = revoke_open_assignments(user, actor=actor, reason="account deactivated")
+    if user.is_active:
+        user.is_active = False
+        user.save(update_fields=["is_active"])
+    return revoked
+
+
+def revoke_open_assignments(user: User, *, campaign: Campaign | None = None, actor: User | None = None,
+                            reason: str) -> int:
+    """Revoke the user's unsubmitted assignments (all campaigns, or one). Idempotent; audited per
+    campaign. Submitted splits are kept; revoked assignments no longer count for a block's completion."""
+    qs = Assignment.objects.filter(interpreter=user, status__in=Assignment.OPEN_STATUSES)
+    if campaign is not None:
+        qs = qs.filter(campaign=campaign)
+    by_campaign: dict[int, list[int]] = {}
+    for pk, campaign_id in qs.values_list("pk", "campaign_id"):
+        by_campaign.setdefault(campaign_id, []).append(pk)
+    if not by_campaign:
+        return 0
+    Assignment.objects.filter(pk__in=[pk for ids in by_campaign.values() for pk in ids]).update(
+        status=Assignment.Status.REVOKED)
+    for campaign_id, ids in sorted(by_campaign.items()):
+        AuditEvent.objects.create(actor=actor, action="revoke_assignments", campaign_id=campaign_id,
+                                  after={"user": user.pk, "username": user.username, "reason": reason,
+                                         "assignments": sorted(ids)})
+    return sum(len(ids) for ids in by_campaign.values())
+
+
+def pick_interpreters(load: dict[int, int], rank: dict[int, int], need: int, exclude=()) -> list[int]:
+    """The one balancing rule of assignment: the `need` interpreters with the fewest assignments
+    so far (ties by `rank`, i.e. username order), never one in `exclude`. Updates `load`."""
+    picked = sorted((u for u in load if u not in exclude), key=lambda u: (load[u], rank[u]))[:need]
+    for user_id in picked:
+        load[user_id] += 1
+    return picked
+
+
+def interpreter_load(campaign: Campaign, round: int) -> tuple[list[User], dict[int, int], dict[int, int]]:
+    """(interpreters by username, their live assignment counts in `round`, their username rank)."""
+    interpreters = list(selectors.interpreters_of(campaign).order_by("username"))
+    if not interpreters:
+        raise ValueError(f"campaign {campaign.name!r} has no interpreters; add members first.")
+    load = {u.pk: 0 for u in interpreters}
+    for user_id in selectors.live_assignments(campaign, round).values_list("interpreter_id", flat=True):
+        if user_id in load:
+            load[user_id] += 1
+    return interpreters, load, {u.pk: i for i, u in enumerate(interpreters)}
+
+
 @dataclass
 class AssignResult:
     created: int
@@ -171,35 +240,28 @@ class AssignResult:
 @transaction.atomic
 def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: int = 1,
                   actor: User | None = None) -> AssignResult:
-    """Give each block `per_block` distinct interpreters, balancing the load.
+    """Give each block `per_block` distinct interpreters, balancing the load (pick_interpreters).
 
-    Greedy: blocks in id order, each to the interpreters with the fewest assignments so far
-    (ties by username). Existing assignments count, so re-running only fills gaps.
+    Blocks in id order. Existing assignments count, so re-running only fills gaps (also the gaps
+    that revoked assignments left; their interpreter is never given the same block again).
     """
     per_block = per_block or campaign.interpreters_per_block
-    interpreters = list(selectors.interpreters_of(campaign).order_by("username"))
-    if not interpreters:
-        raise ValueError(f"campaign {campaign.name!r} has no interpreters; add members first.")
-    load = {u.pk: 0 for u in interpreters}
-    existing: dict[int, set[int]] = {}
-    for block_id, user_id in Assignment.objects.filter(campaign=campaign, round=round).values_list(
-            "block_id", "interpreter_id"):
-        existing.setdefault(block_id, set()).add(user_id)
-        if user_id in load:
-            load[user_id] += 1
-    order = {u.pk: i for i, u in enumerate(interpreters)}
+    _, load, rank = interpreter_load(campaign, round)
+    live: dict[int, int] = {}
+    taken: dict[int, set[int]] = {}
+    for block_id, user_id, status in Assignment.objects.filter(campaign=campaign, round=round).values_list(
+            "block_id", "interpreter_id", "status"):
+        taken.setdefault(block_id, set()).add(user_id)
+        if status != Assignment.Status.REVOKED:
+            live[block_id] = live.get(block_id, 0) + 1
     new, short = [], 0
     for block_id in selectors.blocks_of(campaign).order_by("id").values_list("id", flat=True):
-        have = existing.get(block_id, set())
-        need = per_block - len(have)
+        need = per_block - live.get(block_id, 0)
         if need <= 0:
             continue
-        candidates = sorted((u for u in load if u not in have), key=lambda u: (load[u], order[u]))
-        if len(candidates) < need:
-            short += 1
-        for user_id in candidates[:need]:
-            new.append(Assignment(campaign=campaign, block_id=block_id, interpreter_id=user_id, round=round))
-            load[user_id] += 1
+        picked = pick_interpreters(load, rank, need, exclude=taken.get(block_id, ()))
+        short += len(picked) < need
+        new += [Assignment(campaign=campaign, block_id=block_id, interpreter_id=u, round=round) for u in picked]
     Assignment.objects.bulk_create(new, batch_size=2000)
     if new:
         AuditEvent.objects.create(actor=actor, action="assign_blocks", campaign=campaign,
@@ -210,15 +272,37 @@ def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: in
 # --- saving a split -------------------------------------------------------------------------
 
 class StaleVersion(Exception):
-    def __init__(self, current: Annotation):
-        super().__init__(f"stale version: the annotation is at version {current.version}")
+    def __init__(self, current: Annotation | None):
+        super().__init__(f"stale version: the annotation is at version {current.version if current else 0}")
         self.current = current
+
+
+class RequestIdReused(Exception):
+    """An idempotency key came back with another body or for another target: never a silent replay."""
+
+
+class Revoked(PermissionError):
+    """The assignment was revoked (the interpreter left the campaign or was deactivated)."""
 
 
 @dataclass
 class SaveResult:
     annotation: Annotation
     replayed: bool  # True: this request id was already applied; nothing changed
+
+
+def request_digest(kind: str, target: int, body: dict) -> str:
+    """What a request asked for, as SHA-256: a request id is bound to (kind, target, body)."""
+    raw = json.dumps({"kind": kind, "target": target, "body": body}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def replay_or_refuse(done: AuditEvent, digest: str, request_id) -> None:
+    """A request id seen before must carry the same request; otherwise say so (422)."""
+    if done.request_digest != digest:
+        raise RequestIdReused(
+            f"request_id {request_id} was already used for a different request (another body or another "
+            "assignment/block); nothing was saved. Send a new request_id for a new save.")
 
 
 def _annotation_state(a: Annotation | None) -> dict | None:
@@ -233,29 +317,38 @@ def save_annotation(assignment: Assignment, actor: User, *, request_id, version:
                     comment: str = "", submit: bool = False) -> SaveResult:
     """Save an interpreter's draft or submission of their own assignment.
 
-    - idempotent: a request id already applied by this actor replays the stored result;
+    - idempotent: a request id already applied by this actor with the same body and assignment
+      replays the stored result; the same id with anything else is refused (RequestIdReused);
     - optimistic: `version` must equal the stored version (None/0 for the first save), else StaleVersion;
     - validated: SplitError / ValueError name the bad fields; a submission must sum to 1000;
+    - revocable: a revoked assignment, or an interpreter no longer on the campaign, is refused (Revoked);
     - audited: an AuditEvent keeps before and after.
     """
     if assignment.interpreter_id != actor.pk:
         raise PermissionError("only the assigned interpreter can save this split")
     permille = parse_split(split, require_total=submit)
     flags = list(flags or [])
-    bad_flags = sorted(set(flags) - set(Annotation.Flag.values))
+    bad_flags = sorted({str(f) for f in flags} - set(Annotation.Flag.values))
     if bad_flags:
         raise SplitError({"flags": [f"unknown flag(s) {', '.join(bad_flags)}; allowed: "
                                     f"{', '.join(Annotation.Flag.values)}."]})
+    if len(flags) != len(set(flags)):
+        raise SplitError({"flags": ["each flag at most once."]})
     if confidence is not None and not (1 <= int(confidence) <= 5):
         raise SplitError({"confidence": ["must be 1..5."]})
+    comment = comment or ""
+    digest = request_digest("save", assignment.pk, {
+        "version": version or 0, "permille": permille, "confidence": confidence, "flags": flags,
+        "comment": comment, "submit": bool(submit)})
     try:
         return _retry_when_locked(lambda: _save_annotation_once(
-            assignment, actor, request_id, version, permille, confidence, flags, comment, submit))
+            assignment, actor, request_id, digest, version, permille, confidence, flags, comment, submit))
     except IntegrityError:
         # a concurrent retry of the same request won the race: replay what it stored
         event = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
         if event is None:
             raise
+        replay_or_refuse(event, digest, request_id)
         return SaveResult(Annotation.objects.get(pk=event.annotation_id), replayed=True)
 
 
@@ -277,12 +370,18 @@ def _retry_when_locked(write, attempts: int = 8):
             time.sleep(min(2.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
 
 
-def _save_annotation_locked(assignment, actor, request_id, version, permille, confidence, flags,
+def _save_annotation_locked(assignment, actor, request_id, digest, version, permille, confidence, flags,
                             comment, submit) -> SaveResult:
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
     done = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
     if done is not None:
+        replay_or_refuse(done, digest, request_id)
         return SaveResult(Annotation.objects.get(pk=done.annotation_id), replayed=True)
+    if assignment.status == Assignment.Status.REVOKED:
+        raise Revoked("this assignment was revoked (you are no longer an interpreter of this campaign); "
+                      "nothing was saved. Ask the campaign's coordinator if this is a mistake.")
+    if not selectors.is_interpreter(actor, assignment.campaign):
+        raise Revoked("you are no longer an interpreter of this campaign; nothing was saved.")
     annotation = Annotation.objects.filter(assignment=assignment).first()
     current_version = annotation.version if annotation else 0
     if (version or 0) != current_version:
@@ -300,7 +399,7 @@ def _save_annotation_locked(assignment, actor, request_id, version, permille, co
     annotation.permille = permille
     annotation.confidence = confidence
     annotation.flags = flags
-    annotation.comment = comment or ""
+    annotation.comment = comment
     annotation.version += 1
     if submit:
         annotation.submitted_at = now
@@ -310,7 +409,7 @@ def _save_annotation_locked(assignment, actor, request_id, version, permille, co
     assignment.save(update_fields=["status"])
     AuditEvent.objects.create(
         actor=actor, action="submit" if submit else "save_draft", campaign_id=assignment.campaign_id,
-        block_id=assignment.block_id, annotation=annotation, request_id=request_id,
+        block_id=assignment.block_id, annotation=annotation, request_id=request_id, request_digest=digest,
         before=before, after=_annotation_state(annotation),
     )
     _update_block_status(assignment)
@@ -330,11 +429,30 @@ def _record_suggestion_provenance(assignment: Assignment, annotation: Annotation
     annotation.tv_from_suggestion = 0.5 * sum(abs(a - b) for a, b in zip(annotation.permille, suggestion.permille)) / 1000
 
 
+def record_suggestion_shown(assignment: Assignment, viewer: User, model_version: str) -> None:
+    """Audit that `viewer` was shown the model's split of the assignment's block (once per
+    viewer, assignment and model)."""
+    after = {"assignment": assignment.pk, "model_version": model_version}
+    seen = AuditEvent.objects.filter(actor=viewer, action="suggestion_shown", block_id=assignment.block_id,
+                                     after__assignment=assignment.pk, after__model_version=model_version)
+    if not seen.exists():
+        AuditEvent.objects.create(actor=viewer, action="suggestion_shown", campaign_id=assignment.campaign_id,
+                                  block_id=assignment.block_id, after=after)
+
+
+def record_predictions_shown(campaign: Campaign, viewer: User, model_version: str, block_ids: list[int]) -> None:
+    """Audit that a reviewer's map layer showed a model's splits of these blocks."""
+    AuditEvent.objects.create(actor=viewer, action="predictions_shown", campaign=campaign,
+                              after={"model_version": model_version, "blocks": len(block_ids),
+                                     "block_ids": block_ids[:1000]})
+
+
 def _update_block_status(assignment: Assignment) -> None:
     block = StreetBlock.objects.select_for_update().get(pk=assignment.block_id)
     if block.status in (StreetBlock.Status.DISPUTED, StreetBlock.Status.ADJUDICATED):
         return
-    statuses = list(Assignment.objects.filter(block=block, round=assignment.round).values_list("status", flat=True))
+    statuses = list(selectors.live_assignments(block.campaign, assignment.round).filter(block=block)
+                    .values_list("status", flat=True))
     needed = block.campaign.interpreters_per_block
     submitted = sum(s == Assignment.Status.SUBMITTED for s in statuses)
     if submitted >= needed and len(statuses) == submitted:

@@ -1,7 +1,7 @@
 """Imagery tiles. Mounted by config/urls.py as path("tiles/", include("annotator.tile_urls"))."""
 from django.urls import path, register_converter
 
-from . import tile_views
+from . import tile_views, url_converters  # noqa: F401  (url_converters registers <id64:...>)
 
 
 class TileFormatConverter:
@@ -18,6 +18,6 @@ register_converter(TileFormatConverter, "tilefmt")
 
 app_name = "tiles"
 urlpatterns = [
-    path("<int:scene_id>/<int:z>/<int:x>/<int:y>.<tilefmt:fmt>", tile_views.tile, name="tile"),
-    path("<int:scene_id>/tilejson.json", tile_views.tilejson, name="tilejson"),
+    path("<id64:scene_id>/<id64:z>/<id64:x>/<id64:y>.<tilefmt:fmt>", tile_views.tile, name="tile"),
+    path("<id64:scene_id>/tilejson.json", tile_views.tilejson, name="tilejson"),
 ]

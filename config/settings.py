@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_ratelimit",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI / Redoc served from our static files, not a CDN
     "leaflet",
     "annotator",
     "frontend",
@@ -171,6 +172,9 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "annotator.api.exceptions.domain_exception_handler",
+    # JSON only, bounded in size and nesting (a 10,000-deep [[[...]]] is a 400, not a 500).
+    "DEFAULT_PARSER_CLASSES": ["annotator.api.parsers.BoundedJSONParser"],
     # NaN/Infinity parse as numbers so the split validator can name the field that holds them
     # (strict parsing would answer a bare 400 without saying which field was wrong).
     "STRICT_JSON": False,
@@ -179,6 +183,17 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "lcz-annotator API",
     "DESCRIPTION": "Mixed Local Climate Zone labels for OSM street blocks.",
     "VERSION": "0.1.0",
+    # the docs pages load Swagger UI / Redoc from drf-spectacular-sidecar's static files
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "annotator.api.schema.postprocess_api_schema"],
+    "ENUM_NAME_OVERRIDES": {"GeoJSONFeatureTypeEnum": ["Feature"],
+                            "GeoJSONFeatureCollectionTypeEnum": ["FeatureCollection"]},
+    # ids in paths are non-negative 64-bit integers (annotator/url_converters.py, "id64")
+    "PATH_CONVERTER_OVERRIDES": {"id64": {"type": "integer", "format": "int64", "minimum": 0,
+                                          "maximum": 2**63 - 1}},
 }
 
 # --- Celery ---------------------------------------------------------------------------------

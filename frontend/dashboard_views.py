@@ -323,6 +323,8 @@ def review_block(request, block_id: int):
         raise PermissionDenied("Only the campaign's reviewers and admins can adjudicate.")
     if block.status not in selectors.RELEASED:
         raise Http404("This block is not released for review: not every interpreter has submitted it yet.")
+    if not selectors.may_see_block_labels(request.user, block):
+        raise Http404("You still have to label this block yourself (blind); another reviewer adjudicates it.")
     assignments = selectors.block_splits(block)
     payload = review_block_payload(block, assignments)
     columns = [{"key": f"a{a.pk}", "label": a.interpreter.username, "permille": a.annotation.permille,

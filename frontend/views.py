@@ -26,7 +26,10 @@ def home(request):
 def campaign_overview(request, pk: int):
     campaign = get_object_or_404(selectors.campaigns_for(request.user), pk=pk)
     blocks = selectors.blocks_of(campaign)
-    geojson = serialize("geojson", blocks, geometry_field="geom", fields=("block_key", "area_m2", "status"))
+    if selectors.is_reviewer(request.user, campaign):
+        geojson = serialize("geojson", blocks, geometry_field="geom", fields=("block_key", "area_m2", "status"))
+    else:  # blind labelling: an interpreter sees only their own status, never whether others finished
+        geojson = selectors.blocks_geojson(request.user, campaign, None, None, show_locked=False)
     return render(request, "frontend/campaign.html", {
         "campaign": campaign,
         "blocks_geojson": json.loads(geojson),

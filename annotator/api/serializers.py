@@ -73,10 +73,9 @@ class AssignmentSerializer(serializers.ModelSerializer):
         fields = ["id", "campaign", "round", "status", "block", "annotation", "suggestion"]
 
     def get_suggestion(self, a) -> dict | None:
-        """The model's split, only in assisted rounds (blind rounds never show one)."""
-        from annotator.assist import suggestion_for
-
-        p = suggestion_for(a)
+        """The model's split the view passes in context (annotator.assist.suggestion_for decides:
+        assisted rounds only, never to anyone who still labels the block blind)."""
+        p = self.context.get("suggestion")
         return None if p is None else {"model_version": p.model_version, "split": as_dict(p.permille)}
 
     def get_block(self, a) -> dict:
@@ -87,6 +86,36 @@ class AssignmentSerializer(serializers.ModelSerializer):
     def get_annotation(self, a) -> dict | None:
         ann = getattr(a, "annotation", None) if hasattr(a, "annotation") else None
         return AnnotationSerializer(ann).data if ann is not None else None
+
+
+class StrictUUIDField(serializers.UUIDField):
+    """A UUID given as a string (DRF would also take an integer like 1 as UUID(int=1))."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid", value=data)
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A JSON string only (DRF would turn 123 into "123")."""
+
+    default_error_messages = {"not_a_string": "must be a string."}
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class NoUnknownFieldsMixin:
+    """Refuse fields the serializer does not know, naming each."""
+
+    def validate(self, attrs):
+        extra = sorted(set(self.initial_data) - set(self.fields)) if isinstance(self.initial_data, dict) else []
+        if extra:
+            raise serializers.ValidationError({k: ["unknown field."] for k in extra})
+        return attrs
 
 
 @extend_schema_field(OpenApiTypes.OBJECT)
@@ -100,20 +129,20 @@ class SplitField(serializers.Field):
         return value
 
 
-class SaveAnnotationSerializer(serializers.Serializer):
-    request_id = serializers.UUIDField(help_text="Client-chosen id; a retried request with the same id is applied once.")
-    version = serializers.IntegerField(min_value=0, help_text="The version the client edited (0 for a first save).")
+class SaveAnnotationSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    """An interpreter's draft or submission of their own split."""
+
+    request_id = StrictUUIDField(help_text="Client-chosen UUID string; a retried request with the same id and the "
+                                           "same body is applied once; the same id with another body is a 422.")
+    version = serializers.IntegerField(min_value=0, max_value=2**31 - 1,
+                                       help_text="The version the client edited (0 for a first save).")
     split = SplitField(help_text="{lcz_1..lcz_10, lcz_a..lcz_g: per-mille integers}; 1000 in all to submit.")
     confidence = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
-    flags = serializers.ListField(child=serializers.CharField(), required=False)
-    comment = serializers.CharField(required=False, allow_blank=True, max_length=4000)
+    flags = serializers.ListField(child=serializers.ChoiceField(choices=Annotation.Flag.choices), required=False,
+                                  max_length=len(Annotation.Flag.values),
+                                  help_text="Each at most once: " + ", ".join(Annotation.Flag.values))
+    comment = StrictCharField(required=False, allow_blank=True, max_length=4000, trim_whitespace=False)
     submit = serializers.BooleanField(default=False)
-
-    def validate(self, attrs):
-        extra = sorted(set(self.initial_data) - set(self.fields))
-        if extra:
-            raise serializers.ValidationError({k: ["unknown field."] for k in extra})
-        return attrs
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -137,11 +166,16 @@ def classes_payload() -> list[dict]:
               description=c.description) for c in CLASSES], many=True).data
 
 
-class AdjudicateSerializer(serializers.Serializer):
+class AdjudicateSerializer(NoUnknownFieldsMixin, serializers.Serializer):
+    """A reviewer's final split of a released block, with the reason."""
+
+    request_id = StrictUUIDField(help_text="Client-chosen UUID string; a retried adjudication with the same id "
+                                           "and body is recorded once; the same id with another body is a 422.")
     split = SplitField(help_text="The final split, per-mille summing to 1000.")
-    reason = serializers.CharField(max_length=4000)
-    started_from = serializers.CharField(max_length=40, default="consensus",
-                                         help_text="consensus, or the assignment id whose split it started from")
+    reason = StrictCharField(max_length=4000, help_text="Why this split is right (not empty).")
+    started_from = StrictCharField(max_length=40, default="consensus",
+                                   help_text="scratch, consensus, final, or the id of the assignment whose "
+                                             "split it started from")
 
 
 class ReviewBlockSerializer(serializers.Serializer):
@@ -175,3 +209,118 @@ def review_block_payload(block, assignments) -> dict:
                            "started_from": j.started_from, "at": j.created_at}
                           for j in block.adjudications.select_related("reviewer")],
     }
+
+
+# --- response shapes for the OpenAPI schema: errors, the review queue, the GeoJSON layers ------
+
+class ErrorSerializer(serializers.Serializer):
+    """An error: 403 (not signed in, or not allowed), 404 (not found, or not yours), 400 for a body
+    that is not JSON or is too large or too deeply nested."""
+
+    detail = serializers.CharField()
+
+
+class ValidationErrorSerializer(serializers.Serializer):
+    """400: what was wrong, by field. Each invalid field (or class key of a split, e.g. "lcz_6")
+    maps to a list of messages (nested objects for items of lists); a body that is not valid JSON
+    answers {"detail": "..."} instead."""
+
+    detail = serializers.CharField(required=False)
+    non_field_errors = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class StaleVersionSerializer(serializers.Serializer):
+    """409: the split was saved elsewhere since the client read it; `current` is the saved one."""
+
+    detail = serializers.CharField()
+    current = AnnotationSerializer(allow_null=True)
+
+
+class RequestIdReusedSerializer(serializers.Serializer):
+    """422: this request_id was already used for a request with a different body."""
+
+    detail = serializers.CharField()
+    request_id = serializers.ListField(child=serializers.CharField())
+
+
+class ReviewQueueRowSerializer(serializers.Serializer):
+    """One released block in the review queue."""
+
+    id = serializers.IntegerField()
+    block_key = serializers.CharField()
+    status = serializers.ChoiceField(choices=["complete", "disputed", "adjudicated"])
+    agreement_tv = serializers.FloatField(allow_null=True)
+    dominant_agrees = serializers.BooleanField(allow_null=True)
+
+
+class GeoJSONGeometrySerializer(serializers.Serializer):
+    """A GeoJSON geometry (EPSG:4326), e.g. {"type": "Polygon", "coordinates": [...]}."""
+
+    type = serializers.CharField()
+    coordinates = serializers.ListField(child=serializers.JSONField())
+
+
+class BlockFeaturePropertiesSerializer(serializers.Serializer):
+    block_key = serializers.CharField()
+    area_m2 = serializers.FloatField()
+    status = serializers.CharField(help_text="my status: todo, draft, submitted (or complete, disputed, adjudicated "
+                                             "once released), revoked; unassigned when the block is not mine")
+    assignment = serializers.IntegerField(allow_null=True, help_text="my assignment's id, null when not mine")
+
+
+class BlockFeatureSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["Feature"])
+    id = serializers.IntegerField()
+    geometry = GeoJSONGeometrySerializer()
+    properties = BlockFeaturePropertiesSerializer()
+
+
+class BlocksFeatureCollectionSerializer(serializers.Serializer):
+    """The campaign's blocks in the bbox as a GeoJSON FeatureCollection, each with my status."""
+
+    type = serializers.ChoiceField(choices=["FeatureCollection"])
+    features = BlockFeatureSerializer(many=True)
+
+
+def _fraction_properties_serializer():
+    from lcz_model.classes import KEYS
+
+    fields = {"block_key": serializers.CharField(),
+              "dominant": serializers.ChoiceField(choices=list(KEYS), help_text="the class with the largest share")}
+    fields.update({k: serializers.IntegerField(min_value=0, max_value=1000, help_text="per-mille") for k in KEYS})
+    return type("FractionFeaturePropertiesSerializer", (serializers.Serializer,), fields)
+
+
+FractionFeaturePropertiesSerializer = _fraction_properties_serializer()
+
+
+class FractionFeatureSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(choices=["Feature"])
+    id = serializers.IntegerField()
+    geometry = GeoJSONGeometrySerializer()
+    properties = FractionFeaturePropertiesSerializer()
+
+
+class FractionsFeatureCollectionSerializer(serializers.Serializer):
+    """Blocks with their 17 per-mille fractions from `source` as a GeoJSON FeatureCollection."""
+
+    type = serializers.ChoiceField(choices=["FeatureCollection"])
+    source = serializers.CharField(help_text="consensus or the model_version asked for")
+    model_versions = serializers.ListField(child=serializers.CharField(),
+                                           help_text="the model versions with predictions in this campaign")
+    features = FractionFeatureSerializer(many=True)
+
+
+class SavedAnnotationSerializer(AnnotationSerializer):
+    """The saved split; `replayed` is true when this request_id was already applied (nothing changed)."""
+
+    replayed = serializers.BooleanField()
+
+    class Meta(AnnotationSerializer.Meta):
+        fields = [*AnnotationSerializer.Meta.fields, "replayed"]
+
+
+class AuditEntrySerializer(AuditEventSerializer):
+    """One audit event; `actor` is null for the system's own events (consensus, imports)."""
+
+    actor = serializers.CharField(source="actor.username", default=None, allow_null=True)

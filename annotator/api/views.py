@@ -5,10 +5,12 @@ answers 404 as if it did not exist.
 """
 from __future__ import annotations
 
+import math
+import re
+
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
@@ -16,14 +18,12 @@ from rest_framework.views import APIView
 
 from annotator import selectors, services
 from annotator.models import StreetBlock
-from annotator.splits import SplitError
 
 from .permissions import IsAdminRole, IsReviewerRole
 from .serializers import (
     AdjudicateSerializer,
     AnnotationSerializer,
     AssignmentSerializer,
-    AuditEventSerializer,
     CampaignSerializer,
     LCZClassSerializer,
     ProgressSerializer,
@@ -32,6 +32,39 @@ from .serializers import (
     classes_payload,
     review_block_payload,
 )
+from .serializers import (  # response shapes for the schema
+    AuditEntrySerializer,
+    BlocksFeatureCollectionSerializer,
+    ErrorSerializer,
+    FractionsFeatureCollectionSerializer,
+    RequestIdReusedSerializer,
+    ReviewQueueRowSerializer,
+    SavedAnnotationSerializer,
+    StaleVersionSerializer,
+    ValidationErrorSerializer,
+)
+
+# The 4xx answers, for the schema: DRF answers {"detail": "..."} (403 also when not signed in:
+# session authentication sends no WWW-Authenticate, so never a 401), validation {field: [...]}.
+_ERROR_RESPONSES = {
+    400: OpenApiResponse(ValidationErrorSerializer, description="Invalid parameters or body, by field."),
+    403: OpenApiResponse(ErrorSerializer, description="Not signed in, no CSRF token, or not allowed."),
+    404: OpenApiResponse(ErrorSerializer, description="Not found, or not yours to see."),
+    409: OpenApiResponse(StaleVersionSerializer, description="Stale version: saved elsewhere since read."),
+    422: OpenApiResponse(RequestIdReusedSerializer, description="request_id already used with another body."),
+}
+
+
+MAX_ID = 2**63 - 1  # ids are 64-bit (bigint) in the database
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+BBOX_SCHEMA = {"type": "string", "pattern": f"^{_NUMBER}(?:,{_NUMBER}){{3}}$"}
+BBOX_DESCRIPTION = ("minlon,minlat,maxlon,maxlat in degrees (EPSG:4326): finite, longitudes -180..180, "
+                    "latitudes -90..90, min <= max; anything else is a 400")
+
+
+def errors(*codes: int) -> dict:
+    """The documented error responses with these status codes."""
+    return {code: _ERROR_RESPONSES[code] for code in codes}
 
 
 def _campaign_for(request, campaign_id: int):
@@ -48,21 +81,31 @@ def _assignment_for(request, assignment_id: int):
         raise NotFound("assignment not found") from None
 
 
+def _assignment_payload(request, assignment) -> dict:
+    """My assignment with the model's split where the round shows one; showing it is audited."""
+    from annotator.assist import suggestion_for
+
+    suggestion = suggestion_for(assignment)
+    if suggestion is not None:
+        services.record_suggestion_shown(assignment, request.user, suggestion.model_version)
+    return AssignmentSerializer(assignment, context={"suggestion": suggestion}).data
+
+
 class ClassesView(APIView):
-    @extend_schema(responses=LCZClassSerializer(many=True),
+    @extend_schema(responses={200: LCZClassSerializer(many=True), **errors(403)},
                    summary="The 17 LCZ classes in their fixed order, with WUDAPT colours")
     def get(self, request):
         return Response(classes_payload())
 
 
 class CampaignListView(APIView):
-    @extend_schema(responses=CampaignSerializer(many=True), summary="Campaigns I work on")
+    @extend_schema(responses={200: CampaignSerializer(many=True), **errors(403)}, summary="Campaigns I work on")
     def get(self, request):
         return Response(CampaignSerializer(selectors.campaigns_for(request.user), many=True).data)
 
 
 class CampaignDetailView(APIView):
-    @extend_schema(responses=CampaignSerializer)
+    @extend_schema(responses={200: CampaignSerializer, **errors(403, 404)})
     def get(self, request, campaign_id: int):
         campaign = _campaign_for(request, campaign_id)
         extent = selectors.campaign_extent(campaign)
@@ -73,10 +116,11 @@ class CampaignBlocksView(APIView):
     @extend_schema(
         summary="Blocks in the visible extent as GeoJSON, simplified to the zoom, with my status",
         parameters=[
-            OpenApiParameter("bbox", str, description="minlon,minlat,maxlon,maxlat (EPSG:4326)"),
-            OpenApiParameter("zoom", int, description="Web Mercator zoom; geometry simplified to it"),
+            OpenApiParameter("bbox", BBOX_SCHEMA, description=BBOX_DESCRIPTION),
+            OpenApiParameter("zoom", {"type": "integer", "minimum": 0, "maximum": 24},
+                             description="Web Mercator zoom; geometry simplified to it"),
         ],
-        responses={(200, "application/geo+json"): OpenApiTypes.OBJECT},
+        responses={(200, "application/geo+json"): BlocksFeatureCollectionSerializer, **errors(400, 403, 404)},
     )
     def get(self, request, campaign_id: int):
         campaign = _campaign_for(request, campaign_id)
@@ -87,7 +131,8 @@ class CampaignBlocksView(APIView):
 
 
 class ProgressView(APIView):
-    @extend_schema(responses=ProgressSerializer, summary="My progress: assigned, submitted, drafts, to do")
+    @extend_schema(responses={200: ProgressSerializer, **errors(403, 404)},
+                   summary="My progress: assigned, submitted, drafts, to do")
     def get(self, request, campaign_id: int):
         campaign = _campaign_for(request, campaign_id)
         return Response(selectors.my_progress(request.user, campaign))
@@ -95,8 +140,10 @@ class ProgressView(APIView):
 
 class NextAssignmentView(APIView):
     @extend_schema(
-        responses={200: AssignmentSerializer, 204: None},
-        parameters=[OpenApiParameter("after", int, description="block id just done; the next one follows it")],
+        responses={200: AssignmentSerializer, 204: OpenApiResponse(description="All my blocks are submitted."),
+                   **errors(400, 403, 404)},
+        parameters=[OpenApiParameter("after", {"type": "integer", "format": "int64", "minimum": 0, "maximum": MAX_ID},
+                                     description="block id just done; the next one follows it")],
         summary="My next block: drafts first, then the next to do; 204 when all are submitted",
     )
     def get(self, request, campaign_id: int):
@@ -105,19 +152,20 @@ class NextAssignmentView(APIView):
         assignment = selectors.next_assignment(request.user, campaign, after_block_id=after)
         if assignment is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AssignmentSerializer(assignment).data)
+        return Response(_assignment_payload(request, assignment))
 
 
 class AssignmentView(APIView):
-    @extend_schema(responses=AssignmentSerializer, summary="One of my assignments, with my own split")
+    @extend_schema(responses={200: AssignmentSerializer, **errors(403, 404)},
+                   summary="One of my assignments, with my own split")
     def get(self, request, assignment_id: int):
-        return Response(AssignmentSerializer(_assignment_for(request, assignment_id)).data)
+        return Response(_assignment_payload(request, _assignment_for(request, assignment_id)))
 
 
 class AnnotationSaveView(APIView):
     @extend_schema(
         request=SaveAnnotationSerializer,
-        responses={200: AnnotationSerializer, 400: OpenApiTypes.OBJECT, 409: OpenApiTypes.OBJECT},
+        responses={200: SavedAnnotationSerializer, **errors(400, 403, 404, 409, 422)},
         summary="Save my split (draft, or submit=true): idempotent by request_id, 409 on a stale version",
     )
     def put(self, request, assignment_id: int):
@@ -125,20 +173,11 @@ class AnnotationSaveView(APIView):
         data = SaveAnnotationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        try:
-            result = services.save_annotation(
-                assignment, request.user, request_id=v["request_id"], version=v["version"], split=v["split"],
-                confidence=v.get("confidence"), flags=v.get("flags"), comment=v.get("comment", ""),
-                submit=v["submit"],
-            )
-        except SplitError as exc:
-            raise ValidationError(exc.errors) from None
-        except services.StaleVersion as exc:
-            return Response(
-                {"detail": "This split was changed elsewhere since you opened it; reload to see the saved one.",
-                 "current": AnnotationSerializer(exc.current).data if exc.current else None},
-                status=status.HTTP_409_CONFLICT,
-            )
+        result = services.save_annotation(
+            assignment, request.user, request_id=v["request_id"], version=v["version"], split=v["split"],
+            confidence=v.get("confidence"), flags=v.get("flags"), comment=v.get("comment", ""),
+            submit=v["submit"],
+        )
         body = AnnotationSerializer(result.annotation).data
         body["replayed"] = result.replayed
         return Response(body)
@@ -147,40 +186,49 @@ class AnnotationSaveView(APIView):
 class BlockHistoryView(APIView):
     permission_classes = [IsAdminRole]
 
-    @extend_schema(responses=AuditEventSerializer(many=True), summary="Audit history of a block (admins)")
+    @extend_schema(responses={200: AuditEntrySerializer(many=True), **errors(403, 404)},
+                   summary="Audit history of a block (admins)")
     def get(self, request, block_id: int):
         block = get_object_or_404(StreetBlock, pk=block_id)
-        return Response(AuditEventSerializer(selectors.audit_history(block), many=True).data)
+        return Response(AuditEntrySerializer(selectors.audit_history(block), many=True).data)
 
 
 def _parse_bbox(raw):
+    """minlon,minlat,maxlon,maxlat in degrees: four finite numbers, lon in -180..180, lat in -90..90,
+    min <= max (NaN, Infinity and 1e400 are not coordinates: GEOS would fail on them, a 500)."""
     if not raw:
         return None
     try:
         vals = [float(v) for v in raw.split(",")]
     except ValueError:
         raise ValidationError({"bbox": ["must be four numbers: minlon,minlat,maxlon,maxlat."]}) from None
-    if len(vals) != 4 or vals[0] > vals[2] or vals[1] > vals[3]:
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValidationError({"bbox": ["must be four finite numbers: minlon,minlat,maxlon,maxlat."]})
+    if not (-180 <= vals[0] <= 180 and -180 <= vals[2] <= 180 and -90 <= vals[1] <= 90 and -90 <= vals[3] <= 90):
+        raise ValidationError({"bbox": ["longitudes must be within -180..180 and latitudes within -90..90."]})
+    if vals[0] > vals[2] or vals[1] > vals[3]:
         raise ValidationError({"bbox": ["must be minlon,minlat,maxlon,maxlat with min <= max."]})
     return tuple(vals)
 
 
 def _parse_int(raw, name, lo, hi):
+    """An optional integer query parameter within lo..hi (hi None: up to a 64-bit id)."""
     if raw in (None, ""):
         return None
-    try:
-        v = int(raw)
-    except ValueError:
-        raise ValidationError({name: ["must be an integer."]}) from None
-    if v < lo or (hi is not None and v > hi):
-        raise ValidationError({name: [f"must be between {lo} and {hi}." if hi is not None else f"must be >= {lo}."]})
+    if not re.fullmatch(r"\s*[+-]?[0-9]{1,20}\s*", raw):  # ASCII digits; more than 20 cannot be an id
+        raise ValidationError({name: ["must be an integer."]})
+    v = int(raw)
+    top = MAX_ID if hi is None else hi
+    if v < lo or v > top:
+        raise ValidationError({name: [f"must be between {lo} and {top}."]})
     return v
 
 
 class ReviewQueueView(APIView):
     permission_classes = [IsReviewerRole]
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Released blocks to review, disputed first (reviewers)")
+    @extend_schema(responses={200: ReviewQueueRowSerializer(many=True), **errors(403, 404)},
+                   summary="Released blocks to review, disputed first, at most 500 (reviewers)")
     def get(self, request, campaign_id: int):
         campaign = _campaign_for(request, campaign_id)
         if not selectors.is_reviewer(request.user, campaign):
@@ -198,16 +246,18 @@ class ReviewBlockView(APIView):
             block = selectors.released_block(block_id)
         except selectors.NotFound:
             raise NotFound("block not found or not released for review") from None
-        if not selectors.is_reviewer(request.user, block.campaign):
+        if not selectors.is_reviewer(request.user, block.campaign) or not selectors.may_see_block_labels(
+                request.user, block):
             raise NotFound("block not found or not released for review")
         return block
 
-    @extend_schema(responses=ReviewBlockSerializer, summary="A released block with all splits side by side")
+    @extend_schema(responses={200: ReviewBlockSerializer, **errors(403, 404)},
+                   summary="A released block with all splits side by side")
     def get(self, request, block_id: int):
         block = self._block(request, block_id)
         return Response(review_block_payload(block, selectors.block_splits(block)))
 
-    @extend_schema(request=AdjudicateSerializer, responses=ReviewBlockSerializer,
+    @extend_schema(request=AdjudicateSerializer, responses={200: ReviewBlockSerializer, **errors(400, 403, 404, 422)},
                    summary="Set the final split of a released block, with a reason (reviewers)")
     def post(self, request, block_id: int):
         from annotator import curation
@@ -215,12 +265,9 @@ class ReviewBlockView(APIView):
         block = self._block(request, block_id)
         data = AdjudicateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            curation.adjudicate(block, request.user, split=data.validated_data["split"],
-                                reason=data.validated_data["reason"],
-                                started_from=data.validated_data["started_from"])
-        except SplitError as exc:
-            raise ValidationError(exc.errors) from None
+        v = data.validated_data
+        curation.adjudicate(block, request.user, split=v["split"], reason=v["reason"],
+                            started_from=v["started_from"], request_id=v["request_id"])
         block.refresh_from_db()
         return Response(review_block_payload(block, selectors.block_splits(block)))
 
@@ -233,8 +280,8 @@ class FractionsLayerView(APIView):
     @extend_schema(
         summary="Blocks with their 17 fractions (per-mille) from the consensus or a model (reviewers)",
         parameters=[OpenApiParameter("source", str, description="consensus (default) or a model_version"),
-                    OpenApiParameter("bbox", str, description="minlon,minlat,maxlon,maxlat")],
-        responses={(200, "application/geo+json"): OpenApiTypes.OBJECT},
+                    OpenApiParameter("bbox", BBOX_SCHEMA, description=BBOX_DESCRIPTION)],
+        responses={(200, "application/geo+json"): FractionsFeatureCollectionSerializer, **errors(400, 403, 404)},
     )
     def get(self, request, campaign_id: int):
         import json as _json
@@ -247,7 +294,10 @@ class FractionsLayerView(APIView):
         source = request.query_params.get("source") or "consensus"
         if source != "consensus" and source not in selectors.model_versions(campaign):
             raise ValidationError({"source": [f"unknown model_version; known: {selectors.model_versions(campaign)}"]})
-        rows = selectors.fraction_rows(campaign, source, _parse_bbox(request.query_params.get("bbox")))
+        rows = selectors.fraction_rows(campaign, source, _parse_bbox(request.query_params.get("bbox")),
+                                       hidden=selectors.blind_pending_block_ids(request.user, campaign))
+        if source != "consensus" and rows:
+            services.record_predictions_shown(campaign, request.user, source, [r[0] for r in rows])
         parts = []
         for pk, key, permille, gj in rows:
             dominant = max(range(len(permille)), key=permille.__getitem__)

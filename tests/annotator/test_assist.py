@@ -89,6 +89,7 @@ def test_blind_rounds_never_show_predictions(predicted, api_as):
 @pytest.mark.django_db
 def test_assisted_round_shows_the_model_split_and_records_provenance(predicted, api_as):
     campaign, team = predicted
+    campaign.queue_open_blocks = True  # blind round still open: only to the block's 4th interpreter
     queued = assist.queue_next_batch(campaign, k=2, round=2)
     assert len(queued) == 2
     campaign.refresh_from_db()
@@ -116,6 +117,7 @@ def test_assisted_round_shows_the_model_split_and_records_provenance(predicted, 
 @pytest.mark.django_db
 def test_queue_orders_by_score_and_guards_diversity(predicted):
     campaign, _ = predicted
+    campaign.queue_open_blocks = True
     ids = assist.queue_next_batch(campaign, k=4, round=2)
     prios = {a.block_id: a.priority for a in Assignment.objects.filter(round=2)}
     bald = {p.block_id: p.bald for p in Prediction.objects.all()}
@@ -195,6 +197,8 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
     grid_roads(n=4).to_file(path)
     call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
     request.getfixturevalue("team")  # interpreters and assignments
+    campaign.queue_open_blocks = True  # the 3 unlabelled blocks go to their one interpreter not labelling them blind
+    campaign.save(update_fields=["queue_open_blocks"])
     for i, block in enumerate(StreetBlock.objects.filter(campaign=campaign).order_by("block_key")[:6]):
         for a in Assignment.objects.filter(block=block):
             split = {k: 0 for k in KEYS} | ({"lcz_6": 1000} if i % 2 else {"lcz_a": 700, "lcz_d": 300})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 from django.core.management import call_command
@@ -65,14 +66,16 @@ def test_reviewer_adjudicates_a_disputed_block(team, api_as):
     assert len(view["splits"]) == 3 and {s["interpreter"] for s in view["splits"]} == set(users)
     # interpreters cannot reach the review endpoints, not even for their own blocks
     assert api_as(team[users[0]]).get(f"/api/blocks/{block.pk}/review/").status_code == 403
-    no_reason = reviewer.post(f"/api/blocks/{block.pk}/review/", {"split": split(lcz_8=1000), "reason": " "},
-                              format="json")
+    key = lambda: str(uuid.uuid4())  # noqa: E731
+    no_reason = reviewer.post(f"/api/blocks/{block.pk}/review/",
+                              {"request_id": key(), "split": split(lcz_8=1000), "reason": " "}, format="json")
     assert no_reason.status_code == 400
-    bad_sum = reviewer.post(f"/api/blocks/{block.pk}/review/", {"split": split(lcz_8=900), "reason": "x"},
-                            format="json")
+    bad_sum = reviewer.post(f"/api/blocks/{block.pk}/review/",
+                            {"request_id": key(), "split": split(lcz_8=900), "reason": "x"}, format="json")
     assert bad_sum.status_code == 400 and "split" in bad_sum.json()
     ok = reviewer.post(f"/api/blocks/{block.pk}/review/",
-                       {"split": split(lcz_8=700, lcz_e=300), "reason": "warehouse roofs and car parks",
+                       {"request_id": key(), "split": split(lcz_8=700, lcz_e=300),
+                        "reason": "warehouse roofs and car parks",
                         "started_from": str(view["splits"][1]["assignment"])}, format="json")
     assert ok.status_code == 200 and ok.json()["status"] == "adjudicated"
     block.refresh_from_db()

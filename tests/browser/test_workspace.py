@@ -345,6 +345,11 @@ def test_review_mode_starts_from_the_models_split_and_blind_rounds_do_not(page, 
     expect(page.locator("#total")).to_have_text("0.0 %")
     page.goto(f"{live_server.url}/campaigns/{campaign.pk}/work/#a={assisted.pk}")
     page.reload()
+    expect(page.locator("#ed-block")).to_contain_text(block.block_key)
+    expect(page.locator("#ed-suggestion")).to_be_hidden()      # her blind split of the block is still open
+    services.save_annotation(blind, team["ann"], request_id=uuid.uuid4(), version=0,
+                             split=dict(zip(KEYS, permille(lcz_a=1000))), submit=True)
+    page.reload()
     expect(page.locator("#ed-suggestion")).to_be_visible()
     expect(page.locator("#ed-suggestion")).to_contain_text("m-test")
     expect(page.locator("#total")).to_have_text("100.0 %")

@@ -138,13 +138,6 @@
     return v <= 1000 ? v : null;
   }
 
-  function csrfToken() {
-    const meta = document.querySelector('meta[name="csrf-token"]');
-    if (meta && meta.content) return meta.content;
-    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-
   function adjudicationPage(cfg) {
     const form = document.getElementById("adj-form");
     const inputs = Array.from(form.querySelectorAll("input.pct"));
@@ -161,6 +154,7 @@
     const groupInputs = Array.from(form.querySelectorAll("tbody.group")).map(
       (tb) => Array.from(tb.querySelectorAll("input.pct")));
     let startedFrom = null;
+    let pending = null; // {content, id}: the adjudication being sent and its request id
     let busy = false;
     let state = { valid: false, total: 0 };
 
@@ -295,15 +289,19 @@
       submitBtn.textContent = "Saving …";
       const split = {};
       for (const key of cfg.keys) split[key] = state.values[key];
+      const content = JSON.stringify({ split, reason: reason.value.trim(), started_from: startedFrom || "scratch" });
+      // the same adjudication sent again (e.g. after a lost answer) keeps its request id: recorded once
+      if (!pending || pending.content !== content) pending = { content, id: lczHttp.uuid4() };
       try {
         const res = await fetch(cfg.api, {
           method: "POST", credentials: "same-origin",
-          headers: { "Content-Type": "application/json", "X-CSRFToken": csrfToken(), Accept: "application/json" },
-          body: JSON.stringify({ split, reason: reason.value.trim(), started_from: startedFrom || "scratch" }),
+          headers: { "Content-Type": "application/json", "X-CSRFToken": lczHttp.csrfToken(), Accept: "application/json" },
+          body: JSON.stringify(Object.assign({ request_id: pending.id }, JSON.parse(content))),
         });
         let body = null;
         try { body = await res.json(); } catch (e) { body = null; }
         if (res.ok) {
+          pending = null;
           applyPayload(body);
           const next = cfg.has_next
             ? `<a href="${esc(cfg.next)}" id="after-next">Next disputed block →</a> <kbd>n</kbd>`

@@ -71,19 +71,7 @@
   }
   const fmtInput = (pm) => (pm === 0 ? "" : fmtPercent(pm));
 
-  function uuid4() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
-    const b = crypto.getRandomValues(new Uint8Array(16));
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    const h = Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
-    return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
-
-  function csrfToken() {
-    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : document.querySelector('meta[name="csrf-token"]').content;
-  }
+  const { uuid4, csrfToken } = window.lczHttp;
 
   const url = (tpl, id) => tpl.replace("{id}", String(id));
 
