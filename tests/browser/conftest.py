@@ -55,17 +55,34 @@ def _generous_login_rate(settings):
 
 @pytest.fixture
 def page(browser, live_server):
+    """A fresh browser tab. The test fails on any uncaught exception or console.error of the page's
+    own code, and on any of its scripts or style sheets that does not load. The browser's own
+    "Failed to load resource" lines are not counted: tests provoke refused API calls on purpose
+    (403, 409, a dropped connection), and the page shows those to the person itself."""
     context = browser.new_context(viewport=VIEWPORT)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
     errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
+
+    def on_console(msg):
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            errors.append(f"console.error: {msg.text} ({msg.location.get('url')})")
+
+    def on_response(response):
+        if response.request.resource_type in ("script", "stylesheet") and response.status >= 400:
+            errors.append(f"HTTP {response.status}: {response.url}")
+
+    pg.on("console", on_console)
+    pg.on("response", on_response)
+    pg.on("requestfailed", lambda r: r.resource_type in ("script", "stylesheet")
+          and errors.append(f"not loaded: {r.url} ({r.failure})"))
     pg.js_errors = errors
     try:
         yield pg
     finally:
         context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    assert not errors, f"errors on the page: {errors}"
 
 
 @pytest.fixture
@@ -87,6 +104,32 @@ def imagery(team, campaign, media_root, tmp_path):
     scene, _ = services.import_imagery(campaign, tif, licence="CC0 test imagery",
                                        attribution="Synthetic test imagery", name="test city (synthetic)")
     return scene
+
+
+@pytest.fixture
+def disputed_block(team, campaign):
+    """The first block, submitted by its 3 interpreters as LCZ 6 / LCZ B / LCZ D: disputed, and its
+    consensus is 33.4 / 33.3 / 33.3 %. The second block is complete (LCZ 8 90 %, LCZ E 10 %)."""
+    import uuid
+
+    from annotator import services
+    from annotator.models import Assignment, StreetBlock
+    from lcz_model.classes import KEYS
+
+    def submit_block(block, split_of) -> None:
+        for a in Assignment.objects.filter(block=block).select_related("interpreter").order_by("interpreter__username"):
+            split = dict.fromkeys(KEYS, 0) | split_of(a.interpreter.username)
+            services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=None, split=split, submit=True)
+
+    blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
+    names = list(Assignment.objects.filter(block=blocks[0]).order_by("interpreter__username")
+                 .values_list("interpreter__username", flat=True))
+    thirds = dict(zip(names, [{"lcz_6": 1000}, {"lcz_b": 1000}, {"lcz_d": 1000}]))
+    submit_block(blocks[0], thirds.__getitem__)
+    submit_block(blocks[1], lambda username: {"lcz_8": 900, "lcz_e": 100})
+    blocks[0].refresh_from_db()
+    assert blocks[0].status == StreetBlock.Status.DISPUTED
+    return blocks[0]
 
 
 def login(page, live_server, username: str) -> None:
@@ -126,6 +169,45 @@ def click_block(page, block) -> None:
     page.wait_for_function("!window.lczWorkspace.moving")
     x, y = block_screen_point(page, block)
     page.mouse.click(x, y)
+
+
+def drop_first_answer(page, url_glob: str, method: str) -> list[str]:
+    """From now on, the first `method` request to `url_glob` reaches the server, which applies it,
+    and its answer never comes back (the connection is reset); later ones go through. Returns the
+    request_id of each such request sent, as they are sent."""
+    sent: list[str] = []
+
+    def route(r):
+        if r.request.method != method:
+            r.continue_()
+            return
+        sent.append(r.request.post_data_json["request_id"])
+        if len(sent) == 1:
+            r.fetch()                                # the server applies it ...
+            r.abort("connectionreset")               # ... and the answer never arrives
+        else:
+            r.continue_()
+
+    page.route(url_glob, route)
+    return sent
+
+
+def wait_for_still_map(page, map_js: str, min_tiles: int = 6) -> None:
+    """Until the Leaflet map `map_js` stands still with its imagery drawn: no pan or zoom under way,
+    every tile layer done loading (at least `min_tiles` tiles) and faded in, and no CSS transition
+    (a tooltip fading in) still running."""
+    page.wait_for_function(
+        f"""(minTiles) => {{
+            const map = {map_js};
+            if (map._animatingZoom || (map._panAnim && map._panAnim._inProgress)) return false;
+            const grids = [];
+            map.eachLayer((l) => {{ if (l instanceof L.GridLayer) grids.push(l); }});
+            const tiles = [...map.getPane("tilePane").querySelectorAll("img.leaflet-tile")];
+            return grids.length > 0 && grids.every((g) => !g.isLoading())
+                && tiles.filter((t) => t.classList.contains("leaflet-tile-loaded")).length >= minTiles
+                && tiles.every((t) => t.style.opacity === "" || t.style.opacity === "1")
+                && document.getAnimations().every((a) => a.playState !== "running");
+        }}""", arg=min_tiles, timeout=30_000)
 
 
 def save_docs_screenshot(page, map_selector: str) -> str:

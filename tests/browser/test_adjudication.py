@@ -3,50 +3,15 @@ Chromium, headless, via Playwright) against pytest-django's live server, with th
 (campaign, team: ann, bob, cat, dan with 3 blocks each of 4; reviewer rev) and SYNTHETIC imagery."""
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from django.urls import include, path
 
-import config.urls
-from annotator import services
 from annotator.models import Adjudication, Assignment, StreetBlock
-from lcz_model.classes import KEYS, index_of
-from tests.browser.conftest import login, wait_until
+from lcz_model.classes import index_of
+from tests.browser.conftest import drop_first_answer, login, wait_until
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
-# Until config/urls.py mounts the dashboard, this module mounts it itself (and only then).
-urlpatterns = list(config.urls.urlpatterns)
-if not any(getattr(p, "namespace", None) == "dashboard" for p in urlpatterns):
-    urlpatterns.insert(0, path("dashboard/", include("frontend.dashboard_urls")))
-
-pytestmark = [pytest.mark.slow, pytest.mark.urls(__name__)]
-
-
-def permille(**values) -> dict:
-    return {k: values.get(k, 0) for k in KEYS}
-
-
-def submit_block(block, splits_by_user) -> None:
-    for a in Assignment.objects.filter(block=block).select_related("interpreter").order_by("interpreter__username"):
-        services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=None,
-                                 split=splits_by_user(a.interpreter.username), submit=True)
-
-
-@pytest.fixture
-def disputed_block(team, campaign):
-    """The first block, submitted by its 3 interpreters as LCZ 6 / LCZ B / LCZ D: disputed, and its
-    consensus is 33.4 / 33.3 / 33.3 %. The second block is complete (all LCZ 8)."""
-    blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
-    names = list(Assignment.objects.filter(block=blocks[0]).order_by("interpreter__username")
-                 .values_list("interpreter__username", flat=True))
-    thirds = dict(zip(names, [permille(lcz_6=1000), permille(lcz_b=1000), permille(lcz_d=1000)]))
-    submit_block(blocks[0], thirds.__getitem__)
-    submit_block(blocks[1], lambda u: permille(lcz_8=900, lcz_e=100))
-    blocks[0].refresh_from_db()
-    assert blocks[0].status == StreetBlock.Status.DISPUTED
-    return blocks[0]
+pytestmark = [pytest.mark.slow]
 
 
 def pct(page, key: str):
@@ -121,3 +86,18 @@ def test_dashboard_plots_and_agreement_map(page, live_server, team, campaign, im
     # the disputed block on the map opens its adjudication page
     page.click("#first-disputed")
     page.wait_for_url(f"{live_server.url}/dashboard/review/{disputed_block.pk}/")
+
+
+def test_a_lost_answer_is_sent_again_with_the_same_request_id_and_recorded_once(page, live_server, team, campaign,
+                                                                                disputed_block):
+    login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/dashboard/review/{disputed_block.pk}/")
+    sent = drop_first_answer(page, "**/api/blocks/*/review/", "POST")
+    page.click('button[data-start="consensus"]')
+    page.fill("#reason", "thirds are right")
+    page.click("#submit-btn")
+    expect(page.locator("#result")).to_contain_text("the server could not be reached")
+    page.click("#submit-btn")                        # the person tries again
+    expect(page.locator("#result")).to_contain_text("Adjudicated.")
+    assert len(sent) == 2 and sent[0] == sent[1]      # the same request, recorded once
+    assert Adjudication.objects.filter(block=disputed_block).count() == 1

@@ -15,7 +15,7 @@ import pytest
 from annotator import services
 from annotator.models import Assignment, Prediction, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
-from tests.browser.conftest import block_screen_point, login, save_docs_screenshot
+from tests.browser.conftest import block_screen_point, login, save_docs_screenshot, wait_for_still_map
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -230,15 +230,10 @@ def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     login(page, live_server, "rev")
     page.goto(f"{live_server.url}/dashboard/campaigns/{campaign.pk}/maps/?class={KEYS[shown]}")
     page.wait_for_function("Number(document.getElementById('lcz-map').dataset.loaded) > 20")
-    page.wait_for_function("""() => {
-        const grids = [];
-        window.lczMaps.map.eachLayer((l) => { if (l instanceof L.TileLayer) grids.push(l); });
-        return grids.length && grids.every((g) => !g.isLoading())
-            && document.querySelectorAll('.leaflet-tile-pane img.leaflet-tile-loaded').length >= 6;
-    }""", timeout=30_000)
+    wait_for_still_map(page, "window.lczMaps.map")
     target = max((b for b in blocks if b.final_permille and b.final_permille[shown]),   # a mixed block
                  key=lambda b: (sum(v > 0 for v in b.final_permille), b.final_permille[shown]))
     hover(page, target)
     page.wait_for_selector(".lcz-tip")
-    page.wait_for_timeout(1200)
+    wait_for_still_map(page, "window.lczMaps.map")      # the tooltip faded in, the map drawn
     save_docs_screenshot(page, "#lcz-map")

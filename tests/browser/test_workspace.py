@@ -13,10 +13,12 @@ from annotator.models import Annotation, Assignment
 from lcz_model.classes import KEYS
 from tests.browser.conftest import (
     click_block,
+    drop_first_answer,
     login,
     open_workspace,
     save_docs_screenshot,
     wait_for_blocks,
+    wait_for_still_map,
     wait_until,
 )
 
@@ -211,7 +213,7 @@ def test_second_interpreter_cannot_see_the_first_ones_split(page, live_server, t
     page.goto("about:blank")
     page.goto(workspace_url(live_server, campaign) + f"#a={shared.pk}")
     wait_for_blocks(page)
-    page.wait_for_timeout(300)
+    page.wait_for_function("location.hash === ''")   # the address was refused (404), and dropped
     expect(page.locator("#editor")).to_be_hidden()
 
     texts = [page.content()]
@@ -261,15 +263,13 @@ def test_docs_screenshot(page, live_server, campaign, media_root, tmp_path):
     login(page, live_server, "ann")
     open_workspace(page, live_server, campaign)
     page.evaluate(f"window.lczWorkspace.openAssignment({target.pk}, {{fly: true}})")
-    page.wait_for_function("!window.lczWorkspace.moving")
-    page.wait_for_timeout(600)
+    page.wait_for_function(f"!window.lczWorkspace.moving && window.lczWorkspace.ed.id === {target.pk}")
     page.fill("#pct-lcz_2", "35")
     page.fill("#pct-lcz_8", "20")
     page.fill("#pct-lcz_e", "17.5")
     page.click('label[for="conf-4"]')
     page.locator("#pct-lcz_b").focus()
-    page.wait_for_function("document.querySelectorAll('.leaflet-tile-pane img.leaflet-tile-loaded').length >= 6")
-    page.wait_for_timeout(1500)
+    wait_for_still_map(page, "window.lczWorkspace.map")
     save_docs_screenshot(page, "#map")
 
 
@@ -278,19 +278,9 @@ def test_lost_response_is_retried_with_the_same_request_id_and_saved_once(page, 
     from annotator.models import AuditEvent
 
     first = my_assignments(team["ann"])[0]
-    sent = []
-
-    def lose_first_response(route):
-        sent.append(route.request.post_data_json["request_id"])
-        if len(sent) == 1:
-            route.fetch()                            # the server applies the save ...
-            route.abort("connectionreset")           # ... and the answer never arrives
-        else:
-            route.continue_()
-
     login(page, live_server, "ann")
     open_workspace(page, live_server, campaign)
-    page.route("**/api/assignments/*/annotation/", lose_first_response)
+    sent = drop_first_answer(page, "**/api/assignments/*/annotation/", "PUT")   # the save applied, its answer lost
     click_block(page, first.block)
     page.fill("#pct-lcz_g", "12.5")
     expect(page.locator("#ed-save-state")).to_have_text("Offline, will retry", timeout=10_000)

@@ -4,7 +4,8 @@
  * Configuration comes from #maps-config (frontend.dashboard_views.lcz_maps); classes, their order
  * and their WUDAPT colours come from the server (lcz_model.classes), never from here. The blocks come
  * from GET /api/campaigns/{id}/fractions/?source=... (GeoJSON, 17 per-mille values per block) and are
- * drawn on one canvas renderer. Keyboard: ← / → previous / next class, d toggles the dominant mode.
+ * drawn on one canvas renderer, over the map and imagery of basemap.js. Keyboard: ← / → previous /
+ * next class, d toggles the dominant mode.
  */
 (function () {
   "use strict";
@@ -13,11 +14,11 @@
   const DOMINANT_OPACITY = 0.8;
   const OUTLINE = { color: "#ffffff", weight: 1, opacity: 0.9 };
 
-  const esc = (s) => String(s == null ? "" : s).replace(/[&<>"']/g,
-    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+  const { esc } = window.lczDom;
+  const { newMap, addScenes } = window.lczBasemap;
   const rgb = (hex) => [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
   const toHex = (v) => "#" + v.map((x) => Math.round(x).toString(16).padStart(2, "0")).join("");
-  const pct = (permille) => `${(permille / 10).toFixed(1)} %`;
+  const pct = (permille) => `${window.lczPercent.format(permille)} %`;
 
   /** The sequential ramp of a class: white and nearly transparent at 0, its WUDAPT colour at 1. */
   function ramp(colour, f) {
@@ -52,9 +53,7 @@
     if (!Array.from(sourceSel.options).some((o) => o.value === state.source)) addSource(state.source);
 
     // --- the map ---------------------------------------------------------------------------------
-    const map = L.map("lcz-map", { preferCanvas: true, maxZoom: 22, zoomSnap: 0.25, keyboard: false });
-    map.attributionControl.setPrefix(false);
-    map.attributionControl.addAttribution("Blocks © OpenStreetMap contributors (ODbL)");
+    const map = newMap("lcz-map", { keyboard: false });
     addScenes(map, cfg.scenes);
     const b = cfg.campaign.bounds;
     const panel = document.getElementById("maps-panel");
@@ -283,15 +282,6 @@
     }
 
     window.lczMaps = { map, layer, renderer, state, ramp, styleOfBlock, setClass, toggleDominant, load };
-  }
-
-  /** Imagery tile layers of the campaign's scenes, under the blocks (bounds and zooms from TileJSON). */
-  function addScenes(map, scenes) {
-    for (const scene of scenes) {
-      // WebP tiles (TileJSON's default) are transparent outside the scene; JPEG ones black
-      window.lczImagery.addImagery(map, scene.tiles.replace(/\.jpe?g$/, ".webp"), scene.tilejson,
-        { attribution: esc(scene.attribution) }, true);
-    }
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

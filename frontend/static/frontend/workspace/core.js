@@ -1,0 +1,90 @@
+/* The interpreter's workspace: a Leaflet map of my street blocks over the campaign imagery, and the
+ * split editor. Plain ES2017, no build step: plain scripts, loaded in this order with `defer` by
+ * frontend/workspace.html (after dom.js, http.js, percent.js and basemap.js):
+ *
+ *   workspace/core.js    the namespace window.lczWorkspace (W), the page's configuration, constants,
+ *                        the editor's state and what reads it (totals, snapshots), the toast
+ *   workspace/map.js     the map: imagery, the blocks layer by my status, the open block, the legend
+ *   workspace/save.js    the save queue: autosave, retries with the same request_id, the 409 banner,
+ *                        the save state and the progress bar that follows saves
+ *   workspace/editor.js  the split form, totals, validation display; opening, closing, next, submit
+ *   workspace/keys.js    the keyboard paths and the help
+ *   workspace.js         starts it all
+ *
+ * Each part adds its functions to W; the parts call each other through W when they run, so only this
+ * one must come first and workspace.js last.
+ *
+ * Splits are integers in per-mille (0..1000, sum 1000) everywhere here; percentages with one decimal
+ * exist only as text in the inputs, read and written by percent.js (window.lczPercent).
+ */
+(function () {
+  "use strict";
+
+  const CFG = JSON.parse(document.getElementById("ws-config").textContent);
+  const CLASSES = CFG.classes;                 // from lcz_model.classes via the page: never hard-coded
+  const N = CLASSES.length;
+  const KEYS = CLASSES.map((c) => c.key);
+  const { TOTAL, parse, format } = window.lczPercent;
+  const LOCKED = new Set(["complete", "disputed", "adjudicated"]);
+  const STATUS = {
+    todo: { label: "To do", color: "#ffd43b", fillOpacity: 0.08, weight: 2 },
+    draft: { label: "Draft", color: "#4dabf7", fillOpacity: 0.3, weight: 2.5 },
+    submitted: { label: "Submitted", color: "#69db7c", fillOpacity: 0.35, weight: 2 },
+    complete: { label: "Complete", color: "#2f9e44", fillOpacity: 0.5, weight: 2 },
+    disputed: { label: "Disputed", color: "#f06595", fillOpacity: 0.45, weight: 2.5 },
+    adjudicated: { label: "Adjudicated", color: "#adb5bd", fillOpacity: 0.45, weight: 2 },
+    unassigned: { label: "Not assigned to me", color: "#ffffff", fillOpacity: 0, weight: 1, opacity: 0.35 },
+  };
+  // keyboard key for a class: LCZ 1..9 -> "1".."9", LCZ 10 -> "0", LCZ A..G -> "a".."g"
+  const CLASS_KEY = CLASSES.map((c) => (c.code === "10" ? "0" : c.code.toLowerCase()));
+  const KEY_TO_CLASS = new Map(CLASS_KEY.map((k, i) => [k, i]));
+
+  // ---------------------------------------------------------------- editor state
+  const ed = {
+    open: false,
+    a: null,                // the assignment (API shape) being edited
+    id: null,               // its id
+    blockId: null,
+    pm: new Array(N).fill(0),
+    bad: new Map(),         // class index -> message, for inputs whose text does not parse
+    confidence: null,
+    flags: new Set(),
+    comment: "",
+    seq: 0,                 // edit counter (global, never reset: queued saves of earlier visits stay older)
+    savedSeq: 0,            // edits up to here are saved on the server
+    submitted: false,
+    conflict: false,
+    locked: false,
+    cls: null,              // the chosen class (keyboard "r" target)
+  };
+  const versions = new Map();   // assignment id -> last version known from the server
+
+  const total = () => ed.pm.reduce((s, v) => s + v, 0);
+  const canSubmit = () => ed.open && !ed.locked && !ed.conflict && ed.bad.size === 0 && total() === TOTAL;
+  const draftable = () => ed.open && !ed.locked && !ed.conflict && !ed.submitted && ed.bad.size === 0 && total() <= TOTAL;
+
+  function snapshot() {
+    const split = {};
+    KEYS.forEach((k, i) => { split[k] = ed.pm[i]; });
+    return { split, confidence: ed.confidence, flags: CFG.flags.map((f) => f.key).filter((k) => ed.flags.has(k)),
+             comment: ed.comment };
+  }
+
+  const url = (tpl, id) => tpl.replace("{id}", String(id));
+
+  let toastTimer = null;
+  function toast(text, ms = 3500) {
+    const t = document.getElementById("toast");
+    t.textContent = text;
+    t.hidden = false;
+    clearTimeout(toastTimer);
+    toastTimer = setTimeout(() => { t.hidden = true; }, ms);
+  }
+
+  // a handle for the other parts, for people poking in the console, and for the browser tests
+  window.lczWorkspace = {
+    CFG, CLASSES, N, KEYS, TOTAL, LOCKED, STATUS, CLASS_KEY, KEY_TO_CLASS,
+    ed, versions, total, canSubmit, draftable, snapshot, url, toast,
+    parsePercent: parse, fmtPercent: format,
+  };
+})();

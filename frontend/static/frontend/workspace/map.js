@@ -1,0 +1,219 @@
+/* The workspace's map (see core.js for the parts): imagery, my blocks coloured by my status (loaded
+ * per viewport), the open block's outline, the legend, and moving to a block. */
+(function () {
+  "use strict";
+
+  const W = window.lczWorkspace;
+  const { CFG, STATUS, LOCKED, ed } = W;
+  const { esc } = window.lczDom;
+  const BLOCKS_MIN_ZOOM = 14;                  // below this only the campaign outline is drawn
+  const MOVE_DEBOUNCE_MS = 200;
+
+  // one canvas for every block outline: no DOM node per feature, so 20,000 blocks stay smooth
+  const renderer = L.canvas({ padding: 0.3, tolerance: 3 });
+  const map = window.lczBasemap.newMap("map", { renderer, zoomSnap: 1, keyboard: false });
+
+  window.lczBasemap.addScenes(map, CFG.campaign.scenes.map((scene) => ({
+    tiles: scene.tiles,
+    attribution: [
+      scene.attribution || CFG.campaign.imagery_attribution,
+      "Licence: " + (scene.licence || CFG.campaign.imagery_licence || "not stated"),
+    ].filter(Boolean).join(" · ") + (scene.synthetic ? " (synthetic imagery)" : ""),
+  })));
+
+  const campBounds = CFG.campaign.bounds
+    ? L.latLngBounds([CFG.campaign.bounds[1], CFG.campaign.bounds[0]], [CFG.campaign.bounds[3], CFG.campaign.bounds[2]])
+    : null;
+  if (campBounds) {
+    L.rectangle(campBounds, { interactive: false, fill: false, color: "#ffffff", weight: 1,
+                              dashArray: "6 6", opacity: 0.6 }).addTo(map);
+  }
+
+  function blockStyle(feature) {
+    const s = STATUS[feature.properties.status] || STATUS.todo;
+    return { color: s.color, weight: s.weight, opacity: s.opacity == null ? 0.95 : s.opacity,
+             fillColor: s.color, fillOpacity: s.fillOpacity };
+  }
+  const blockLayers = new Map();     // block id -> Leaflet layer (canvas path, no DOM per feature)
+  const blocks = L.geoJSON(null, {
+    style: blockStyle,
+    onEachFeature: (f, layer) => { blockLayers.set(f.id, layer); },
+  }).addTo(map);
+  blocks.on("click", (e) => onBlockClick(e.layer.feature));
+  // the open block: a white line over a dark halo reads on any imagery and any status colour
+  // (its own pane and canvas above the blocks, so reloading blocks never paints over it)
+  const selectedPane = map.createPane("selected");
+  selectedPane.style.zIndex = 450;
+  selectedPane.style.pointerEvents = "none";         // clicks go through to the blocks below
+  const selectedRenderer = L.canvas({ pane: "selected", padding: 0.3 });
+  const highlight = L.layerGroup().addTo(map);
+  function highlightBlock(geometry) {
+    highlight.clearLayers();
+    if (!geometry) return;
+    const f = { type: "Feature", geometry, properties: {} };
+    for (const style of [{ color: "#000", weight: 7, opacity: 0.55 }, { color: "#fff", weight: 3, opacity: 1 }]) {
+      L.geoJSON(f, { style: { ...style, fill: false, renderer: selectedRenderer, interactive: false },
+                     interactive: false }).addTo(highlight);
+    }
+  }
+
+  let moving = false;
+  map.on("movestart", () => { moving = true; });
+  map.on("moveend", () => { moving = false; });
+  let loadedZoom = null;
+  let blocksCtrl = null;
+  let moveTimer = null;
+  map.on("moveend", () => { clearTimeout(moveTimer); moveTimer = setTimeout(loadBlocks, MOVE_DEBOUNCE_MS); });
+
+  async function loadBlocks() {
+    const z = Math.round(map.getZoom());
+    zoomHint.update(z);
+    if (blocksCtrl) blocksCtrl.abort();
+    if (z < BLOCKS_MIN_ZOOM) {
+      blocks.clearLayers(); blockLayers.clear(); loadedZoom = null; legend.update();
+      return;
+    }
+    const b = map.getBounds().pad(0.2);
+    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+    const bbox = [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -85.06, 85.06),
+                  clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -85.06, 85.06)].map((v) => v.toFixed(6)).join(",");
+    const ctrl = new AbortController();
+    blocksCtrl = ctrl;
+    const started = performance.now();
+    let fc;
+    try {
+      const res = await fetch(`${CFG.api.blocks}?bbox=${bbox}&zoom=${z}`, {
+        credentials: "same-origin", signal: ctrl.signal, headers: { Accept: "application/json" } });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      fc = await res.json();
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      W.toast("Could not load the blocks here; retrying…");
+      clearTimeout(moveTimer);
+      moveTimer = setTimeout(loadBlocks, 5000);
+      return;
+    }
+    if (ctrl !== blocksCtrl) return;
+    if (loadedZoom !== z) { blocks.clearLayers(); blockLayers.clear(); loadedZoom = z; }  // new simplification
+    const seen = new Set();
+    for (const f of fc.features) {
+      seen.add(f.id);
+      const have = blockLayers.get(f.id);
+      if (have) {
+        if (have.feature.properties.status !== f.properties.status && !newerLocally(f.id, started)) {
+          have.feature.properties.status = f.properties.status;
+          have.setStyle(blockStyle(have.feature));
+        }
+        continue;
+      }
+      if (newerLocally(f.id, started)) f.properties.status = localStatus.get(f.id).status;
+      blocks.addData(f);
+    }
+    for (const [id, layer] of blockLayers) {
+      if (!seen.has(id) && id !== ed.blockId) { blocks.removeLayer(layer); blockLayers.delete(id); }
+    }
+    legend.update();
+  }
+
+  // statuses saved here after a blocks request had started: that answer is older than they are
+  const localStatus = new Map();     // block id -> {status, at}
+  const newerLocally = (id, started) => localStatus.has(id) && localStatus.get(id).at >= started;
+  function setBlockStatus(blockId, status) {
+    localStatus.set(blockId, { status, at: performance.now() });
+    const layer = blockLayers.get(blockId);
+    if (layer && !LOCKED.has(layer.feature.properties.status)) {
+      layer.feature.properties.status = status;
+      layer.setStyle(blockStyle(layer.feature));
+      legend.update();
+    }
+  }
+  /** The status the map shows for a block (a locked block's own: complete, disputed, adjudicated). */
+  function blockStatus(blockId) {
+    const layer = blockLayers.get(blockId);
+    return layer ? layer.feature.properties.status : null;
+  }
+
+  const legend = L.control({ position: "bottomleft" });
+  legend.onAdd = function () {
+    this._div = L.DomUtil.create("div", "legend");
+    L.DomEvent.disableClickPropagation(this._div);
+    return this._div;
+  };
+  legend.update = function () {
+    if (!this._div) return;
+    const counts = {};
+    for (const layer of blockLayers.values()) {
+      const s = layer.feature.properties.status;
+      counts[s] = (counts[s] || 0) + 1;
+    }
+    this._div.innerHTML = '<div class="legend-title">My blocks here</div>' + Object.entries(STATUS).map(([k, s]) =>
+      `<div class="legend-row" data-status="${k}"><i style="border-color:${s.color};background:${s.fillOpacity ? s.color : "transparent"};` +
+      `opacity:${s.opacity == null ? 1 : Math.max(s.opacity, 0.5)}"></i>${esc(s.label)}<span>${counts[k] || 0}</span></div>`).join("");
+  };
+  legend.addTo(map);
+  legend.update();
+
+  const zoomHint = L.control({ position: "topright" });
+  zoomHint.onAdd = function () { this._div = L.DomUtil.create("div", "zoom-hint"); this._div.hidden = true; return this._div; };
+  zoomHint.update = function (z) {
+    if (!this._div) return;
+    this._div.hidden = z >= BLOCKS_MIN_ZOOM;
+    this._div.textContent = "Zoom in to see the blocks";
+  };
+  zoomHint.addTo(map);
+
+  function onBlockClick(feature) {
+    const p = feature.properties;
+    if (!p.assignment) { W.toast(`Block ${p.block_key} is not assigned to you.`); return; }
+    W.openAssignment(p.assignment, { fly: false });
+  }
+
+  function bboxBounds(bbox) { return L.latLngBounds([bbox[1], bbox[0]], [bbox[3], bbox[2]]); }
+  /** Show the block: the smallest pan that brings it fully into view, or a flight when it is far. */
+  function showBlock(a, fly) {
+    highlightBlock(a.block.geometry);
+    const bounds = bboxBounds(a.block.bbox);
+    const size = map.getSize();
+    const pad = 40;
+    const nw = map.latLngToContainerPoint(bounds.getNorthWest());
+    const se = map.latLngToContainerPoint(bounds.getSouthEast());
+    const fits = se.x - nw.x + 2 * pad <= size.x && se.y - nw.y + 2 * pad <= size.y;
+    const near = map.getBounds().pad(1).intersects(bounds);
+    const target = Math.max(BLOCKS_MIN_ZOOM, Math.min(19, map.getBoundsZoom(bounds.pad(1))));
+    const tooSmall = fly && map.getZoom() < target - 1;     // "next" brings the block close enough to judge
+    if (fits && near && !tooSmall && map.getZoom() >= BLOCKS_MIN_ZOOM) {
+      const dx = nw.x < pad ? nw.x - pad : se.x > size.x - pad ? se.x - (size.x - pad) : 0;
+      const dy = nw.y < pad ? nw.y - pad : se.y > size.y - pad ? se.y - (size.y - pad) : 0;
+      if (dx || dy) map.panBy([dx, dy], { duration: 0.3 });
+      return;
+    }
+    if (fly) map.flyTo(bounds.getCenter(), target, { duration: 0.8 });
+    else map.setView(bounds.getCenter(), target);
+  }
+  /** The open block is gone from the editor: no outline, and the map takes the editor's room. */
+  function clearBlock() {
+    highlight.clearLayers();
+    map.invalidateSize({ pan: false });
+  }
+
+  /** My next open (to do, draft) block loaded on the map after `afterId`, as its assignment id. */
+  function nextLoadedBlock(afterId) {
+    const open = [...blockLayers.values()].map((l) => l.feature)
+      .filter((f) => f.properties.assignment && (f.properties.status === "todo" || f.properties.status === "draft"))
+      .sort((x, y) => x.id - y.id);
+    const later = open.find((f) => f.id > afterId) || open.find((f) => f.id !== afterId);
+    return later ? later.properties.assignment : null;
+  }
+
+  /** The first view: the campaign, or the world when it has no extent yet. */
+  function fitCampaign() {
+    if (campBounds) map.fitBounds(campBounds.pad(0.05), { maxZoom: 18 });
+    else map.setView([0, 0], 2);
+  }
+
+  Object.assign(W, {
+    map, blockLayers, loadBlocks, setBlockStatus, blockStatus, showBlock, clearBlock, bboxBounds,
+    nextLoadedBlock, fitCampaign,
+  });
+  Object.defineProperty(W, "moving", { get: () => moving, enumerable: true });
+})();
