@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from lcz_model.classes import CODES, KEYS, N_CLASSES, similarity_matrix
+from lcz_model.package_writer import fractions_to_permille
 
 TOTAL = 1000
 DEFAULT_TV_THRESHOLD = 0.25
@@ -181,27 +182,18 @@ def dominant_agreement(splits, present=None) -> np.ndarray:
 
 
 def _consensus(X, pres, m):
-    B = X.shape[0]
-    S = X.sum(axis=1)                                   # (B, 17) per-mille sums
-    mm = np.maximum(m, 1)[:, None]
-    floor = S // mm
-    rem = S % mm                                        # remainder numerator: exact comparison
-    deficit = TOTAL - floor.sum(axis=1)                 # 0 .. 16 when rows sum to 1000
-    # Largest remainder first; stable sort on -rem keeps the lower class index first on ties.
-    order = np.argsort(-rem, axis=1, kind="stable")
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.broadcast_to(np.arange(N_CLASSES), order.shape), axis=1)
-    out = floor + (rank < deficit[:, None])
-    out[m == 0] = -1
-    return out.reshape(B, N_CLASSES)
+    out = np.full((X.shape[0], N_CLASSES), -1, dtype=np.int64)
+    rated = m > 0
+    out[rated] = fractions_to_permille(X[rated].sum(axis=1))   # the raters' per-mille sums
+    return out
 
 
 def consensus(splits, present=None) -> np.ndarray:
     """(n_blocks, 17) int consensus split: the mean of the present raters' splits rounded to
-    whole per-mille summing to exactly 1000 by largest remainder (Hamilton): every class gets the
-    floor of its mean, and the 1000 - sum(floors) leftover units go one each to the classes with
-    the largest remainders, ties to the lower class index. Remainders are compared exactly (as
-    integer numerators sum % m). Blocks with no rating get a row of -1."""
+    whole per-mille summing to exactly 1000 by largest remainder (Hamilton), ties to the lower
+    class index, remainders compared exactly (lcz_model.package_writer.fractions_to_permille,
+    the one rounding rule of per-mille splits, given the raters' integer sums). Blocks with no
+    rating get a row of -1."""
     return _consensus(*_prepare(splits, present))
 
 
@@ -512,27 +504,6 @@ def _stats(v):
     if v.size == 0:
         return {"mean": None, "median": None, "p90": None}
     return {"mean": _f(v.mean()), "median": _f(np.median(v)), "p90": _f(np.quantile(v, 0.9))}
-
-
-def to_jsonable(obj):
-    """Recursively: numpy scalars/arrays -> Python floats/ints/lists, NaN/inf -> None."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.kind == "M":
-            return [_iso(v) for v in obj.ravel()]
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.datetime64):
-        return _iso(obj)
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return _f(obj)
-    return obj
 
 
 def campaign_agreement(splits, present=None, submitted_at=None,

@@ -1,5 +1,9 @@
-"""Curation writes: consensus and disputes when a block's interpreters have all submitted, and
-reviewers' adjudications. The statistics themselves are in annotator.agreement (pure numpy)."""
+"""Curation, a service home (see annotator.services).
+
+Writes: consensus and disputes when a block's interpreters have all submitted (`curate_block`,
+inside the save of the last split), reviewers' adjudications (`adjudicate`, idempotent by request
+id through annotator.idempotency). The statistics themselves are in annotator.agreement (pure numpy).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,7 +12,8 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from . import agreement, selectors, services
+from . import agreement, selectors
+from .idempotency import applied_before, request_digest
 from .models import Adjudication, Assignment, AuditEvent, StreetBlock
 from .splits import SplitError, parse_split
 
@@ -65,12 +70,11 @@ def adjudicate(block: StreetBlock, reviewer: User, *, split: dict, reason: str,
     starts = {*STARTS, *(str(a.pk) for a in selectors.block_splits(block))}
     if started_from not in starts:
         raise SplitError({"started_from": [f"must be one of {', '.join(sorted(starts))}."]})
-    digest = services.request_digest("adjudicate", block.pk, {"permille": permille, "reason": reason.strip(),
-                                                              "started_from": started_from})
+    digest = request_digest("adjudicate", block.pk, {"permille": permille, "reason": reason.strip(),
+                                                     "started_from": started_from})
     if request_id is not None:
-        done = AuditEvent.objects.filter(actor=reviewer, request_id=request_id).first()
+        done = applied_before(reviewer, request_id, digest)
         if done is not None:
-            services.replay_or_refuse(done, digest, request_id)
             return AdjudicateResult(Adjudication.objects.get(pk=done.after["adjudication"]), replayed=True)
     before = {"status": block.status, "final_permille": block.final_permille}
     adjudication = Adjudication.objects.create(block=block, reviewer=reviewer, permille=permille,

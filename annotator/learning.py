@@ -14,7 +14,9 @@ from typing import Callable
 
 from django.conf import settings
 
-from . import assist
+from lcz_model.atomic import atomic_write_text
+
+from . import assist, prediction_jobs
 from .export.dataset import ExportOptions, export_dataset
 from .models import Campaign, PredictionJob
 
@@ -42,9 +44,7 @@ def _load(path: Path) -> dict:
 
 
 def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(state, indent=2, sort_keys=True))
 
 
 def current_round(campaign: Campaign) -> int:
@@ -56,6 +56,7 @@ def current_round(campaign: Campaign) -> int:
 
 
 def run_round(campaign: Campaign, opts: RoundOptions, *, say: Callable[[str], None] = print) -> dict:
+    from lcz_model.encoders import ENCODER_WEIGHTS_NAME, save_encoder_weights
     from lcz_model.train import TrainConfig, train
 
     n = current_round(campaign)
@@ -79,22 +80,22 @@ def run_round(campaign: Campaign, opts: RoundOptions, *, say: Callable[[str], No
     if "train" not in state:
         say("2/4 train (warm start from the previous round's encoder)")
         run = work / "run"
-        previous = round_dir(campaign, n - 1) / "run" / "encoder_weights.pt" if n > 1 else None
+        previous = round_dir(campaign, n - 1) / "run" / ENCODER_WEIGHTS_NAME if n > 1 else None
         cfg = TrainConfig(dataset=state["export"], out=str(run), encoder=opts.encoder, img_size=opts.img_size,
                           epochs=opts.epochs, batch_size=opts.batch_size, device=opts.device,
                           resume=(run / "checkpoint.pt").exists(), max_minutes=opts.max_minutes,
                           encoder_checkpoint=str(previous) if previous and previous.exists() else None)
         train(cfg)
-        _save_encoder_weights(run)
-        state["train"] = {"run": str(run), "model_version": assist.model_version_of(run)}
+        save_encoder_weights(run, run / ENCODER_WEIGHTS_NAME)  # the next round's warm start
+        state["train"] = {"run": str(run), "model_version": prediction_jobs.model_version_of(run)}
         _save(state_path, state)
 
     if "predict" not in state:
         say("3/4 predict every block (Celery)")
-        job = assist.start_prediction(campaign, state["train"]["run"])
+        job = prediction_jobs.start_prediction(campaign, state["train"]["run"])
         while True:
             job.refresh_from_db()
-            p = assist.job_progress(job)
+            p = prediction_jobs.job_progress(job)
             if job.status in (PredictionJob.Status.DONE, PredictionJob.Status.FAILED):
                 break
             say(f"    {p['done']}/{p['total']} blocks")
@@ -115,12 +116,3 @@ def run_round(campaign: Campaign, opts: RoundOptions, *, say: Callable[[str], No
         f"queued for assisted round {state['queue']['round']} by {state['queue']['strategy']}.")
     return state
 
-
-def _save_encoder_weights(run: Path) -> None:
-    """The trained encoder alone, as the next round's warm start (lcz_model encoder_checkpoint)."""
-    import torch
-
-    from lcz_model.predict import load_model
-
-    model, _ = load_model(run)
-    torch.save(model.encoder.body.state_dict(), run / "encoder_weights.pt")

@@ -1,14 +1,15 @@
 """Reads. Views, commands and tasks get data through these functions."""
 from __future__ import annotations
 
-import json
+from collections.abc import Iterator
 
 from django.contrib.gis.db.models import Extent, Union
 from django.contrib.gis.db.models.functions import AsGeoJSON, GeoFunc
 from django.contrib.gis.geos import GEOSGeometry, Polygon
 from django.db.models import Count, F, QuerySet, Value
 
-from .models import Assignment, AuditEvent, Campaign, ImageryScene, Membership, StreetBlock
+from .models import (Assignment, AuditEvent, Campaign, ImageryScene, Membership, Prediction, PredictionJob,
+                     StreetBlock)
 
 
 class NotFound(Exception):
@@ -79,6 +80,15 @@ def campaigns_for(user) -> QuerySet[Campaign]:
     return Campaign.objects.filter(memberships__user=user).distinct().order_by("name")
 
 
+def campaign_for(user, campaign_id: int, *, reviewing: bool = False) -> Campaign:
+    """A campaign `user` works on (any, for admins), or one they review (`reviewing`); else
+    NotFound: others' campaigns do not exist for them."""
+    campaign = campaigns_for(user).filter(pk=campaign_id).first()
+    if campaign is None or (reviewing and not is_reviewer(user, campaign)):
+        raise NotFound("campaign not found")
+    return campaign
+
+
 def live_assignments(campaign: Campaign, round: int | None = None) -> QuerySet[Assignment]:
     """Assignments that count (not revoked), in one round or all."""
     qs = Assignment.objects.filter(campaign=campaign).exclude(status=Assignment.Status.REVOKED)
@@ -101,6 +111,19 @@ def blind_pending_block_ids(user, campaign: Campaign) -> set[int]:
 
 def may_see_block_labels(user, block: StreetBlock) -> bool:
     return not open_blind_assignments(block.campaign).filter(interpreter=user, block=block).exists()
+
+
+def suggestion_for(assignment: Assignment) -> Prediction | None:
+    """The model's split for an assisted round's assignment; None in blind rounds, always, and None
+    while the interpreter still holds an open blind assignment of the same block."""
+    campaign = assignment.campaign
+    if assignment.round not in (campaign.assisted_rounds or []) or not campaign.active_model_version:
+        return None
+    if open_blind_assignments(campaign).filter(interpreter_id=assignment.interpreter_id,
+                                               block_id=assignment.block_id).exists():
+        return None
+    return Prediction.objects.filter(block_id=assignment.block_id,
+                                     model_version=campaign.active_model_version).first()
 
 
 def my_assignments(user, campaign: Campaign) -> QuerySet[Assignment]:
@@ -169,35 +192,50 @@ def simplify_tolerance_deg(zoom: int | None) -> float:
     return 360.0 / (256 * 2 ** int(zoom)) / 3.0
 
 
-def blocks_geojson(user, campaign: Campaign, bbox: tuple[float, float, float, float] | None,
-                   zoom: int | None, *, show_locked: bool = True) -> str:
-    """A GeoJSON FeatureCollection (string) of the campaign's blocks in the bbox, simplified to the
-    zoom, each with the requesting user's own status. No split of anybody is ever in it.
+# A map layer is an iterable of features (id, geometry as GeoJSON text made by the database,
+# properties); annotator.api.serializers.feature_collection writes it as a FeatureCollection. What
+# a layer's properties carry is decided here, with the blindness rules above.
+Feature = tuple[int, str | None, dict]
+
+
+def with_geojson(qs: QuerySet, *, zoom: int | None = None, field: str = "geom") -> QuerySet:
+    """`qs` annotated with `gj`: the geometry as GeoJSON text from the database (6 decimals, about
+    0.1 m), simplified to the zoom (none without one)."""
+    tol = simplify_tolerance_deg(zoom)
+    geometry = SimplifyPreserveTopology(field, Value(tol)) if tol > 0 else F(field)
+    return qs.annotate(gj=AsGeoJSON(geometry, precision=6))
+
+
+def _in_bbox(qs: QuerySet, bbox, field: str = "geom") -> QuerySet:
+    return qs if bbox is None else qs.filter(**{f"{field}__bboverlaps": Polygon.from_bbox(bbox)})
+
+
+def my_block_layer(user, campaign: Campaign, bbox: tuple[float, float, float, float] | None,
+                   zoom: int | None, *, show_locked: bool = True) -> Iterator[Feature]:
+    """The campaign's blocks in the bbox, simplified to the zoom, each with the requesting user's
+    own status and assignment: no split of anybody, and nothing of other interpreters' work.
     show_locked: a block I submitted that is now complete/disputed/adjudicated shows that status
     (the workspace locks it); off, only my own assignment's status."""
-    qs = blocks_of(campaign)
-    if bbox is not None:
-        qs = qs.filter(geom__bboverlaps=Polygon.from_bbox(bbox))
-    tol = simplify_tolerance_deg(zoom)
-    geometry = SimplifyPreserveTopology("geom", Value(tol)) if tol > 0 else F("geom")
-    rows = qs.annotate(gj=AsGeoJSON(geometry, precision=6)).values_list("id", "block_key", "area_m2", "status", "gj")
+    rows = with_geojson(_in_bbox(blocks_of(campaign), bbox), zoom=zoom).values_list(
+        "id", "block_key", "area_m2", "status", "gj")
     # my assignment per block (the latest round's when there are several)
     mine = {b: (aid, st) for b, aid, st in Assignment.objects.filter(campaign=campaign, interpreter=user)
             .order_by("round").values_list("block_id", "id", "status")}
-    parts = []
     for pk, key, area, block_status, gj in rows:
-        if gj is None:
-            continue
         if pk in mine:
             assignment, status = mine[pk]
             if show_locked and status == Assignment.Status.SUBMITTED and block_status in RELEASED:
                 status = block_status
         else:
             status, assignment = "unassigned", None
-        props = json.dumps({"block_key": key, "area_m2": round(area, 1), "status": status,
-                            "assignment": assignment}, separators=(",", ":"))
-        parts.append(f'{{"type":"Feature","id":{pk},"geometry":{gj},"properties":{props}}}')
-    return '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
+        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status, "assignment": assignment}
+
+
+def block_status_layer(campaign: Campaign) -> Iterator[Feature]:
+    """Every block with its overall status (reviewers and admins: it shows others' progress)."""
+    rows = with_geojson(blocks_of(campaign)).values_list("id", "block_key", "area_m2", "status", "gj")
+    for pk, key, area, status, gj in rows:
+        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status}
 
 
 def campaign_extent(campaign: Campaign) -> tuple[float, float, float, float] | None:
@@ -219,17 +257,91 @@ def review_queue(campaign: Campaign) -> QuerySet[StreetBlock]:
             .annotate(o=order).order_by("o", F("agreement_tv").desc(nulls_last=True), "id"))
 
 
-def released_block(block_id: int) -> StreetBlock:
+def reviewable_block(user, block_id: int) -> StreetBlock:
+    """A released block `user` may review (a reviewer of its campaign who does not still label it
+    blind), else NotFound: one answer for every reason, so nothing is learned about the block."""
+    block = StreetBlock.objects.select_related("campaign").filter(pk=block_id, status__in=RELEASED).first()
+    if block is None or not is_reviewer(user, block.campaign) or not may_see_block_labels(user, block):
+        raise NotFound(f"block {block_id} not found or not released for review")
+    return block
+
+
+def review_queue_rows(campaign: Campaign, status: str | None = None):
+    """The review queue as rows (id, block_key, status, agreement_tv, dominant_agrees, area_m2),
+    of one released status or all."""
+    qs = review_queue(campaign)
+    if status is not None:
+        qs = qs.filter(status=status)
+    return qs.values("id", "block_key", "status", "agreement_tv", "dominant_agrees", "area_m2")
+
+
+def disputed_block_ids(campaign: Campaign) -> list[int]:
+    """The disputed blocks, in review-queue order."""
+    return list(review_queue(campaign).filter(status=StreetBlock.Status.DISPUTED).values_list("id", flat=True))
+
+
+def block_with_campaign(block_id: int) -> StreetBlock:
+    """Any block by id (its campaign joined), or NotFound; the caller checks who may see it."""
     try:
-        return StreetBlock.objects.select_related("campaign").get(pk=block_id, status__in=RELEASED)
+        return StreetBlock.objects.select_related("campaign").get(pk=block_id)
     except StreetBlock.DoesNotExist:
-        raise NotFound(f"block {block_id} is not released for review") from None
+        raise NotFound(f"block {block_id} not found") from None
+
+
+def agreement_layer(campaign: Campaign) -> Iterator[Feature]:
+    """The released blocks with their agreement (TV, dominant-class agreement, status) for the
+    reviewers' map: never a split, never a name."""
+    rows = with_geojson(blocks_of(campaign).filter(status__in=RELEASED)).values_list(
+        "id", "block_key", "status", "agreement_tv", "dominant_agrees", "gj")
+    for pk, key, status, tv, agrees, gj in rows:
+        yield pk, gj, {"block_key": key, "status": status, "tv": None if tv is None else round(tv, 4),
+                       "dominant_agrees": agrees}
 
 
 def block_splits(block: StreetBlock) -> list[Assignment]:
     """Every submitted split of a released block, for reviewers."""
     return list(Assignment.objects.filter(block=block, status=Assignment.Status.SUBMITTED)
                 .select_related("annotation", "interpreter").order_by("interpreter__username"))
+
+
+# --- progress (the coordinator's dashboard) ---------------------------------------------------
+
+def block_status_counts(campaign: Campaign) -> dict[str, int]:
+    """Blocks per status (statuses with no block left out)."""
+    return dict(blocks_of(campaign).order_by().values_list("status").annotate(n=Count("id")))
+
+
+def interpreter_progress(campaign: Campaign) -> dict[str, dict]:
+    """Per interpreter (username): assigned, submitted, drafts, todo and the last submission, over
+    all rounds. Every current interpreter is in it (with zeros), and so is anyone who held an
+    assignment of the campaign."""
+    from django.contrib.auth.models import User
+    from django.db.models import Max, Q
+
+    S = Assignment.Status
+    agg = {r.pop("interpreter_id"): r for r in Assignment.objects.filter(campaign=campaign).order_by()
+           .values("interpreter_id").annotate(
+        assigned=Count("id"), submitted=Count("id", filter=Q(status=S.SUBMITTED)),
+        drafts=Count("id", filter=Q(status=S.DRAFT)), todo=Count("id", filter=Q(status=S.TODO)),
+        last=Max("annotation__submitted_at"))}
+    people = dict(interpreters_of(campaign).values_list("pk", "username"))
+    people.update(User.objects.filter(pk__in=agg).values_list("pk", "username"))
+    zero = {"assigned": 0, "submitted": 0, "drafts": 0, "todo": 0, "last": None}
+    return {name: agg.get(pk, zero) for pk, name in people.items()}
+
+
+def submitted_splits_stamp(campaign: Campaign, round: int = 1) -> tuple[int, object, int]:
+    """(submitted splits in the round, when the last of them changed, released blocks): what the
+    agreement figures depend on, in two cheap aggregate queries (dashboards cache by it)."""
+    from django.db.models import Max
+
+    sub = Assignment.objects.filter(campaign=campaign, round=round, status=Assignment.Status.SUBMITTED).aggregate(
+        n=Count("id"), t=Max("annotation__updated_at"))
+    return sub["n"], sub["t"], blocks_of(campaign).filter(status__in=RELEASED).count()
+
+
+def latest_prediction_jobs(campaign: Campaign, n: int = 5) -> QuerySet[PredictionJob]:
+    return PredictionJob.objects.filter(campaign=campaign).order_by("-created_at")[:n]
 
 
 # --- agreement --------------------------------------------------------------------------------
@@ -280,24 +392,23 @@ def fraction_rows(campaign: Campaign, source: str, bbox=None, *, hidden=()):
     """(block ids, block keys, per-mille (N,17), geometry GeoJSON strings) of the campaign's blocks by
     `source`: "consensus" (the final label, else the consensus, of released blocks) or a model_version.
     `hidden`: block ids left out (those the viewer still has to label blind)."""
-    from .models import Prediction
-
-    qs = blocks_of(campaign).exclude(pk__in=list(hidden))
-    if bbox is not None:
-        qs = qs.filter(geom__bboverlaps=Polygon.from_bbox(bbox))
+    qs = _in_bbox(blocks_of(campaign).exclude(pk__in=list(hidden)), bbox)
     if source == "consensus":
-        rows = qs.filter(status__in=RELEASED).annotate(gj=AsGeoJSON("geom", precision=6)).values_list(
+        rows = with_geojson(qs.filter(status__in=RELEASED)).values_list(
             "id", "block_key", "final_permille", "consensus", "gj")
-        out = [(i, k, f if f is not None else c, g) for i, k, f, c, g in rows if (f or c) is not None]
-    else:
-        rows = (Prediction.objects.filter(campaign=campaign, model_version=source, block__in=qs)
-                .annotate(gj=AsGeoJSON("block__geom", precision=6))
-                .values_list("block_id", "block__block_key", "permille", "gj"))
-        out = list(rows)
-    return out
+        return [(i, k, f if f is not None else c, g) for i, k, f, c, g in rows if (f or c) is not None]
+    return list(with_geojson(Prediction.objects.filter(campaign=campaign, model_version=source, block__in=qs),
+                             field="block__geom").values_list("block_id", "block__block_key", "permille", "gj"))
+
+
+def fraction_layer(rows) -> Iterator[Feature]:
+    """Features of `fraction_rows`: the block key, the dominant class and the 17 per-mille shares."""
+    from lcz_model.classes import KEYS
+
+    for pk, key, permille, gj in rows:
+        dominant = max(range(len(permille)), key=permille.__getitem__)
+        yield pk, gj, {"block_key": key, "dominant": KEYS[dominant], **dict(zip(KEYS, permille))}
 
 
 def model_versions(campaign: Campaign) -> list[str]:
-    from .models import Prediction
-
     return sorted(set(Prediction.objects.filter(campaign=campaign).values_list("model_version", flat=True)))

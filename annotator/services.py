@@ -1,8 +1,24 @@
-"""Writes. Every state change of the domain is one function here, in one transaction."""
+"""Writes. Every state change of the domain is one function, in one transaction, audited where
+people act; reads are in annotator.selectors.
+
+This module holds the core writes: campaigns, imagery and blocks, users and membership
+(revocation), assignment (`pick_interpreters`: the one balancing rule), saving a split, and the
+audit of what was shown. Writes of one feature live in that feature's module, named here so that
+each kind of change has one home:
+
+- annotator.curation: consensus and disputes when a block's last split arrives (`curate_block`,
+  called by `save_annotation`), reviewers' adjudications (`adjudicate`);
+- annotator.assist: the active-learning queue (`queue_next_batch`: assignments of an assisted round);
+- annotator.prediction_jobs: the model's pre-labels (`start_prediction` and its Celery tasks);
+- annotator.learning: one active-learning round (export -> train -> predict -> queue), resumable;
+- annotator.export.importer: `import_dataset` (a dataset package's blocks and labels).
+
+Request ids (idempotency) are annotator.idempotency's; which scene holds a block is
+annotator.ingest.scenes'. Feature modules may call this module, never the other way round, except
+`save_annotation` -> `curation.curate_block` (curation imports no service).
+"""
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import time
@@ -10,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
-import shapely
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.gis.geos import GEOSGeometry
@@ -18,7 +33,9 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from . import selectors
+from .idempotency import applied_before, request_digest
 from .ingest.imagery import RasterInfo, inspect_geotiff, sha256_of, write_cog
+from .ingest.scenes import SceneChooser
 from .models import Annotation, Assignment, AuditEvent, Campaign, ImageryScene, Membership, StreetBlock
 from .splits import SplitError, parse_split
 
@@ -118,24 +135,18 @@ class BlockImportResult:
 def import_street_blocks(campaign: Campaign, blocks: gpd.GeoDataFrame, *, source: str) -> BlockImportResult:
     """Store blocks (EPSG:4326 with `block_key` and `area_m2`); blocks already stored are kept.
 
-    Each block is linked to the campaign scene whose footprint holds most of it.
+    Each block is linked to the campaign scene whose footprint holds most of it (ingest.scenes).
     """
     if blocks.crs is None or blocks.crs.to_epsg() != 4326:
         raise ValueError("blocks must be in EPSG:4326")
     known = selectors.existing_block_keys(campaign, blocks["block_key"])
-    scenes = list(selectors.scenes_of(campaign))
-    footprints = [shapely.from_wkb(bytes(s.footprint.wkb)) for s in scenes]
+    scenes = SceneChooser(selectors.scenes_of(campaign))
     new = []
     for key, area, geom in zip(blocks["block_key"], blocks["area_m2"], blocks.geometry.values):
         if key in known:
             continue
-        scene = None
-        if scenes:
-            overlaps = [shapely.area(shapely.intersection(geom, f)) for f in footprints]
-            best = max(range(len(scenes)), key=overlaps.__getitem__)
-            scene = scenes[best] if overlaps[best] > 0 else None
         new.append(StreetBlock(campaign=campaign, block_key=key, area_m2=float(area), source=source,
-                               scene=scene, geom=GEOSGeometry(geom.wkt, srid=4326)))
+                               scene=scenes.scene_for(geom), geom=GEOSGeometry(geom.wkt, srid=4326)))
     StreetBlock.objects.bulk_create(new, batch_size=2000)
     return BlockImportResult(created=len(new), existing=len(known))
 
@@ -277,10 +288,6 @@ class StaleVersion(Exception):
         self.current = current
 
 
-class RequestIdReused(Exception):
-    """An idempotency key came back with another body or for another target: never a silent replay."""
-
-
 class Revoked(PermissionError):
     """The assignment was revoked (the interpreter left the campaign or was deactivated)."""
 
@@ -289,20 +296,6 @@ class Revoked(PermissionError):
 class SaveResult:
     annotation: Annotation
     replayed: bool  # True: this request id was already applied; nothing changed
-
-
-def request_digest(kind: str, target: int, body: dict) -> str:
-    """What a request asked for, as SHA-256: a request id is bound to (kind, target, body)."""
-    raw = json.dumps({"kind": kind, "target": target, "body": body}, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def replay_or_refuse(done: AuditEvent, digest: str, request_id) -> None:
-    """A request id seen before must carry the same request; otherwise say so (422)."""
-    if done.request_digest != digest:
-        raise RequestIdReused(
-            f"request_id {request_id} was already used for a different request (another body or another "
-            "assignment/block); nothing was saved. Send a new request_id for a new save.")
 
 
 def _annotation_state(a: Annotation | None) -> dict | None:
@@ -345,10 +338,9 @@ def save_annotation(assignment: Assignment, actor: User, *, request_id, version:
             assignment, actor, request_id, digest, version, permille, confidence, flags, comment, submit))
     except IntegrityError:
         # a concurrent retry of the same request won the race: replay what it stored
-        event = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
+        event = applied_before(actor, request_id, digest)
         if event is None:
             raise
-        replay_or_refuse(event, digest, request_id)
         return SaveResult(Annotation.objects.get(pk=event.annotation_id), replayed=True)
 
 
@@ -373,9 +365,8 @@ def _retry_when_locked(write, attempts: int = 8):
 def _save_annotation_locked(assignment, actor, request_id, digest, version, permille, confidence, flags,
                             comment, submit) -> SaveResult:
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
-    done = AuditEvent.objects.filter(actor=actor, request_id=request_id).first()
+    done = applied_before(actor, request_id, digest)
     if done is not None:
-        replay_or_refuse(done, digest, request_id)
         return SaveResult(Annotation.objects.get(pk=done.annotation_id), replayed=True)
     if assignment.status == Assignment.Status.REVOKED:
         raise Revoked("this assignment was revoked (you are no longer an interpreter of this campaign); "
@@ -418,9 +409,7 @@ def _save_annotation_locked(assignment, actor, request_id, digest, version, perm
 
 def _record_suggestion_provenance(assignment: Assignment, annotation: Annotation) -> None:
     """In an assisted round: which model split the editor started from, and what became of it."""
-    from .assist import suggestion_for
-
-    suggestion = suggestion_for(assignment)
+    suggestion = selectors.suggestion_for(assignment)
     if suggestion is None:
         return
     annotation.suggestion_model_version = suggestion.model_version

@@ -64,6 +64,3 @@ def as_dict(permille: list[int]) -> dict[str, int]:
     assert len(permille) == N_CLASSES
     return dict(zip(KEYS, permille))
 
-
-def empty() -> list[int]:
-    return [0] * N_CLASSES

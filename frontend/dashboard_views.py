@@ -10,14 +10,11 @@ API (``POST /api/blocks/{id}/review/`` -> ``annotator.curation.adjudicate``).
 from __future__ import annotations
 
 import hashlib
-import json
 
 from django.contrib.auth.decorators import login_required
-from django.contrib.gis.db.models.functions import AsGeoJSON
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Q
 from django.http import Http404, HttpResponse, HttpResponseForbidden, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -25,9 +22,9 @@ from django.utils.cache import parse_etags
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from annotator import selectors
-from annotator.api.serializers import review_block_payload
-from annotator.models import Assignment, Campaign, StreetBlock
+from annotator import prediction_jobs, selectors
+from annotator.api.serializers import feature_collection, review_block_payload
+from annotator.models import Campaign, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
 
 from . import plots
@@ -50,7 +47,7 @@ QUEUE_PAGE_SIZE = 100
 # ------------------------------------------------------------------------------------------------
 
 def _reviewable_campaign(request, pk: int) -> Campaign:
-    campaign = get_object_or_404(Campaign, pk=pk)
+    campaign = get_object_or_404(selectors.campaigns(), pk=pk)
     if not selectors.is_reviewer(request.user, campaign):
         raise PermissionDenied("Only the campaign's reviewers and admins can see this page.")
     return campaign
@@ -74,11 +71,9 @@ def _data_endpoint(view):
 def campaign_state(campaign: Campaign) -> str:
     """A short fingerprint of everything the agreement figures depend on (submitted splits, which
     blocks are released, the campaign's threshold and N): two cheap aggregate queries."""
-    sub = Assignment.objects.filter(campaign=campaign, round=1, status=Assignment.Status.SUBMITTED).aggregate(
-        n=Count("id"), t=Max("annotation__updated_at"))
-    released = selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED).count()
+    submitted, last, released = selectors.submitted_splits_stamp(campaign)
     raw = (f"{CACHE_VERSION}|{campaign.pk}|{campaign.dispute_tv_threshold!r}|{campaign.interpreters_per_block}|"
-           f"{sub['n']}|{sub['t'].isoformat() if sub['t'] else ''}|{released}")
+           f"{submitted}|{last.isoformat() if last else ''}|{released}")
     return hashlib.sha256(raw.encode()).hexdigest()[:20]
 
 
@@ -149,7 +144,7 @@ def index(request):
 
 
 def _block_progress(campaign: Campaign) -> dict:
-    counts = dict(selectors.blocks_of(campaign).order_by().values_list("status").annotate(n=Count("id")))
+    counts = selectors.block_status_counts(campaign)
     total = sum(counts.values())
     rows = [{"status": s.value, "label": label, "colour": colour, "n": counts.get(s, 0),
              "share": (100.0 * counts.get(s, 0) / total) if total else 0.0} for s, label, colour in STATUS_ORDER]
@@ -159,26 +154,14 @@ def _block_progress(campaign: Campaign) -> dict:
 
 
 def _interpreter_progress(campaign: Campaign, figures: dict) -> list[dict]:
-    S = Assignment.Status
-    agg = {r["interpreter_id"]: r for r in Assignment.objects.filter(campaign=campaign).order_by()
-           .values("interpreter_id").annotate(
-        assigned=Count("id"), submitted=Count("id", filter=Q(status=S.SUBMITTED)),
-        drafts=Count("id", filter=Q(status=S.DRAFT)), todo=Count("id", filter=Q(status=S.TODO)),
-        last=Max("annotation__submitted_at"))}
-    people = {u.pk: u.username for u in selectors.interpreters_of(campaign)}
-    if agg:
-        from django.contrib.auth.models import User
-
-        people.update(User.objects.filter(pk__in=agg).values_list("pk", "username"))
     stats = {p["name"]: p for p in figures.get("interpreters", [])}
     rows = []
-    for pk, name in sorted(people.items(), key=lambda kv: kv[1].lower()):
-        a = agg.get(pk, {})
-        assigned = a.get("assigned", 0)
+    for name, a in sorted(selectors.interpreter_progress(campaign).items(), key=lambda kv: kv[0].lower()):
+        assigned = a["assigned"]
         s = stats.get(name, {})
-        rows.append({"name": name, "assigned": assigned, "submitted": a.get("submitted", 0),
-                     "drafts": a.get("drafts", 0), "todo": a.get("todo", 0), "last": a.get("last"),
-                     "done_share": (100.0 * a.get("submitted", 0) / assigned) if assigned else 0.0,
+        rows.append({"name": name, "assigned": assigned, "submitted": a["submitted"],
+                     "drafts": a["drafts"], "todo": a["todo"], "last": a["last"],
+                     "done_share": (100.0 * a["submitted"] / assigned) if assigned else 0.0,
                      "compared": s.get("n_blocks_compared", 0), "mad": fmt(s.get("mad"), 4),
                      "tv_to_others": fmt(s.get("tv_to_others"))})
     return rows
@@ -199,8 +182,7 @@ def _scenes(campaign: Campaign) -> list[dict]:
 
 def _first_disputed(campaign: Campaign, exclude: int | None = None, after: int | None = None) -> int | None:
     """The next disputed block in queue order after block `after` (wrapping), never `exclude`."""
-    ids = list(selectors.review_queue(campaign).filter(status=StreetBlock.Status.DISPUTED)
-               .values_list("id", flat=True))
+    ids = selectors.disputed_block_ids(campaign)
     if after in ids:
         i = ids.index(after)
         ids = ids[i + 1:] + ids[:i]
@@ -271,19 +253,8 @@ def agreement_geojson(request, pk: int):
     """The released blocks with their agreement (TV, dominant-class agreement, status) for the
     map layer. Only blocks every interpreter has submitted: never a split, never a name."""
     campaign = _reviewable_campaign(request, pk)
-    rows = (selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED)
-            .annotate(gj=AsGeoJSON("geom", precision=6))
-            .values_list("id", "block_key", "status", "agreement_tv", "dominant_agrees", "gj"))
-    parts = []
-    for pk_, key, status, tv, agrees, gj in rows:
-        if gj is None:
-            continue
-        props = json.dumps({"block_key": key, "status": status,
-                            "tv": None if tv is None else round(tv, 4), "dominant_agrees": agrees},
-                           separators=(",", ":"))
-        parts.append(f'{{"type":"Feature","id":{pk_},"geometry":{gj},"properties":{props}}}')
-    body = '{"type":"FeatureCollection","features":[' + ",".join(parts) + "]}"
-    response = HttpResponse(body, content_type="application/geo+json")
+    response = HttpResponse(feature_collection(selectors.agreement_layer(campaign)),
+                            content_type="application/geo+json")
     response["Cache-Control"] = "private, no-cache"
     return response
 
@@ -291,20 +262,17 @@ def agreement_geojson(request, pk: int):
 @login_required
 def review_queue(request, pk: int):
     campaign = _reviewable_campaign(request, pk)
-    qs = selectors.review_queue(campaign)
     status = request.GET.get("status", "")
-    if status in {s.value for s in selectors.RELEASED}:
-        qs = qs.filter(status=status)
-    else:
+    if status not in {s.value for s in selectors.RELEASED}:
         status = ""
-    counts = dict(selectors.blocks_of(campaign).filter(status__in=selectors.RELEASED).order_by()
-                  .values_list("status").annotate(n=Count("id")))
-    page = Paginator(qs.values("id", "block_key", "status", "agreement_tv", "dominant_agrees", "area_m2"),
+    counts = selectors.block_status_counts(campaign)
+    page = Paginator(selectors.review_queue_rows(campaign, status or None),
                      QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "frontend/dashboard/queue.html", {
         "campaign": campaign, "page": page, "status": status,
         "counts": [(s.value, s.label, counts.get(s.value, 0)) for s in selectors.RELEASED],
-        "total": sum(counts.values()), "first_disputed": _first_disputed(campaign),
+        "total": sum(counts.get(s.value, 0) for s in selectors.RELEASED),
+        "first_disputed": _first_disputed(campaign),
     })
 
 
@@ -317,7 +285,10 @@ def _pct(permille) -> str:
 def review_block(request, block_id: int):
     """The adjudication page: the block on the imagery, every interpreter's split side by side
     (unblinded: reviewers only), the consensus, and the editor for the final split."""
-    block = get_object_or_404(StreetBlock.objects.select_related("campaign"), pk=block_id)
+    try:
+        block = selectors.block_with_campaign(block_id)
+    except selectors.NotFound as exc:
+        raise Http404(str(exc)) from None
     campaign = block.campaign
     if not selectors.is_reviewer(request.user, campaign):
         raise PermissionDenied("Only the campaign's reviewers and admins can adjudicate.")
@@ -395,13 +366,9 @@ def lcz_maps(request, pk: int):
 
 def _prediction_jobs(campaign) -> list[dict]:
     """The campaign's latest model runs with their progress (derived from the stored predictions)."""
-    from annotator import assist
-    from annotator.models import PredictionJob
-
-    jobs = PredictionJob.objects.filter(campaign=campaign).order_by("-created_at")[:5]
     rows = []
-    for job in jobs:
-        p = assist.job_progress(job)
+    for job in selectors.latest_prediction_jobs(campaign):
+        p = prediction_jobs.job_progress(job)
         p["percent"] = round(100 * p["done"] / p["total"]) if p["total"] else 100
         p["created_at"] = job.created_at
         rows.append(p)

@@ -2,13 +2,11 @@
 import json
 
 from django.contrib.auth.decorators import login_required
-from django.core.serializers import serialize
-from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotator import selectors
-from annotator.api.serializers import SceneSerializer, classes_payload
+from annotator.api.serializers import SceneSerializer, classes_payload, feature_collection
 from annotator.models import Annotation
 from lcz_model.classes import CLASSES
 
@@ -25,15 +23,14 @@ def home(request):
 @login_required
 def campaign_overview(request, pk: int):
     campaign = get_object_or_404(selectors.campaigns_for(request.user), pk=pk)
-    blocks = selectors.blocks_of(campaign)
     if selectors.is_reviewer(request.user, campaign):
-        geojson = serialize("geojson", blocks, geometry_field="geom", fields=("block_key", "area_m2", "status"))
+        layer = selectors.block_status_layer(campaign)
     else:  # blind labelling: an interpreter sees only their own status, never whether others finished
-        geojson = selectors.blocks_geojson(request.user, campaign, None, None, show_locked=False)
+        layer = selectors.my_block_layer(request.user, campaign, None, None, show_locked=False)
     return render(request, "frontend/campaign.html", {
         "campaign": campaign,
-        "blocks_geojson": json.loads(geojson),
-        "block_count": blocks.count(),
+        "blocks_geojson": json.loads(feature_collection(layer)),
+        "block_count": selectors.blocks_of(campaign).count(),
         "scenes": selectors.scenes_of(campaign),
         "classes": CLASSES,
     })
@@ -44,9 +41,7 @@ def campaign_overview(request, pk: int):
 def workspace(request, pk: int):
     """The interpreter's full-screen map and split editor. Everything per-user (blocks, my status,
     my own split) is fetched from the API, which answers only with the requester's own data."""
-    campaign = selectors.campaigns_for(request.user).filter(pk=pk).first()
-    if campaign is None:
-        raise Http404("campaign not found")
+    campaign = get_object_or_404(selectors.campaigns_for(request.user), pk=pk)
     config = {
         "campaign": {
             "id": campaign.pk,

@@ -205,7 +205,7 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     dropout and the encoder's stochastic depth, ``drop_path``), i.e. MC dropout over the whole
     network; S times the cost. DECISION: offered because head-only dropout (p=0.1 on the pooled
     features) is a narrow posterior: on the synthetic city its BALD scores barely tracked the
-    blocks' actual error (see lcz_model.al_sim's notes). The model has no BatchNorm, and the
+    blocks' actual error (evidence: docs/model-decisions.md). The model has no BatchNorm, and the
     endmember bank is only updated when pure labels are passed, so train-mode passes here
     change no state.
     """

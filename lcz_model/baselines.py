@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from lcz_model.atomic import atomic_file
 from lcz_model.classes import N_CLASSES
 
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
@@ -105,10 +106,9 @@ class RandomForestBaseline:
     def save(self, path: str | os.PathLike) -> None:
         import joblib
 
-        tmp = f"{os.fspath(path)}.tmp"
-        joblib.dump({"kind": "RandomForestBaseline", "mode": self.mode, "model": self.model,
-                     "feature_names": list(SPECTRAL_FEATURE_NAMES)}, tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            joblib.dump({"kind": "RandomForestBaseline", "mode": self.mode, "model": self.model,
+                         "feature_names": list(SPECTRAL_FEATURE_NAMES)}, tmp)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "RandomForestBaseline":

@@ -15,7 +15,7 @@ rare in the training split are repeated ``rare_oversample`` times per epoch and 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -30,35 +30,41 @@ __all__ = [
     "rare_classes", "to_model_batch",
 ]
 
-# DECISION: ImageNet statistics (timm's default for Swin), so a pretrained local checkpoint can
-# be dropped in. After normalising, pixels outside the block are set back to 0 (= "no data"
-# for the patch embedding) rather than to the normalised value of black.
+# DECISION: ImageNet statistics (timm's default for Swin), so that an ImageNet checkpoint (if one
+# is ever supplied locally) sees the statistics it was trained with; random-init training is
+# indifferent. After normalising, pixels outside the block are set back to 0 (= "no data" for
+# the patch embedding) rather than to the normalised value of black.
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
+def _opt(default, help: str, **cli):
+    """A field whose metadata declares its training option (lcz_model.train.add_train_arguments)."""
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class AugmentConfig:
-    flip: bool = True                    # horizontal and vertical flips
-    rot90: bool = True                   # multiples of 90 degrees
-    scale: tuple[float, float] | None = (0.8, 1.2)   # zoom range (crop/pad back to size)
-    colour_jitter: float = 0.2           # brightness/contrast/saturation in [1-j, 1+j]
-    scope: str = "rare"                  # "rare": rare-dominant blocks only; "all"; "none"
-    rare_oversample: int = 3             # copies per epoch of a rare-dominant training block
-    rare_classes: tuple[str, ...] | None = None   # class keys; None = found from the data
-    rare_threshold: float = 0.5          # auto: dominant count < threshold * median count
-    # DECISION: PSG pure images are augmented always, whatever ``scope`` says. They are the
-    # global images of the few pure training blocks, drawn again for every item, so
-    # unaugmented they are memorised (PSG loss ~0.006 by epoch 50) and the shared encoder
-    # overfits. Measured on synth400-big128 (full model, 50 epochs, 3 seeds, H100): test MAE
-    # (all blocks) 0.0268 +- 0.0008 -> 0.0242 +- 0.0011, WD 0.0091 -> 0.0078.
-    pure_always: bool = True
-    # DECISION: how PSG pure images are drawn: "uniform" (any pure training block, so classes
-    # as often as the data has them) or "balanced" (a class at random, then one of its pure
-    # blocks). Class-balanced draws showed rare pure classes far more often than the data does,
-    # and the full model put more mass on classes absent from a block (synth400-big128, 75
-    # epochs, CPU, seed 0: test MAE over all blocks 0.0246 balanced, 0.0234 uniform).
-    pure_sampling: str = "uniform"
+    flip: bool = _opt(True, "random horizontal and vertical flips")
+    rot90: bool = _opt(True, "random rotations by multiples of 90 degrees")
+    scale: tuple[float, float] | None = _opt((0.8, 1.2), "zoom range (crop/pad back to size)", cli=False)
+    colour_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter: factors in [1-j, 1+j]")
+    scope: str = _opt("rare", "which training blocks are augmented: rare-dominant only, all or none",
+                      choices=("rare", "all", "none"), flag="--augment-scope")
+    rare_oversample: int = _opt(3, "copies per epoch of a rare-dominant training block")
+    rare_classes: tuple[str, ...] | None = _opt(None, "rare class keys; None: found from the data",
+                                                cli=False)
+    rare_threshold: float = _opt(0.5, "a class is rare when it dominates fewer than this x the median "
+                                      "count of blocks per dominant class")
+    # DECISION: PSG pure images are augmented always, whatever ``scope`` says: the few pure
+    # training blocks are drawn again for every item and, unaugmented, are memorised.
+    # Evidence: docs/model-decisions.md.
+    pure_always: bool = _opt(True, "augment PSG pure images always (off: only as --augment-scope says)")
+    # DECISION: PSG pure images are drawn "uniform" (any pure training block, classes as often
+    # as the data has them), not "balanced" (a class at random, then one of its pure blocks),
+    # which put more mass on classes absent from a block. Evidence: docs/model-decisions.md.
+    pure_sampling: str = _opt("uniform", "PSG pure images: uniform over pure training blocks, or "
+                              "class-balanced", choices=("uniform", "balanced"))
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -4,30 +4,29 @@ Every encoder is a timm ``features_only`` model returning the four stage feature
 from timm's NHWC to NCHW (a permuted view, so channels_last inputs stay copy-free).
 
 Nothing is ever downloaded: weights are random unless ``checkpoint`` names a local file, which may
-hold (a) a state_dict saved from :func:`build_encoder`'s module, (b) a timm Swin *classifier*
-state_dict (``layers.N.`` keys, head and final norm are dropped), optionally wrapped in
-``{"model": ...}`` / ``{"state_dict": ...}``. Relative-position tables are resized with timm's own
-filter when the window size differs (e.g. an ImageNet window-7 checkpoint into our window 8).
+hold (a) the encoder weights :func:`save_encoder_weights` writes (the warm start of the next
+active-learning round), (b) a state_dict saved from :func:`build_encoder`'s module or a whole
+MSU-Net (``encoder.``/``body.`` prefixes are stripped), (c) a timm Swin *classifier* state_dict
+(``layers.N.`` keys, head and final norm are dropped), optionally wrapped in ``{"model": ...}`` /
+``{"state_dict": ...}``. Relative-position tables are resized with timm's own filter when the
+window size differs (e.g. an ImageNet window-7 checkpoint into our window 8).
 
-Images are expected as float tensors normalised with :data:`NORM_MEAN` / :data:`NORM_STD`
-(ImageNet statistics; see :func:`normalize`).
+Images are expected as float tensors normalised as ``lcz_model.data.normalise`` does (ImageNet
+statistics, ``lcz_model.data.MEAN`` / ``STD``).
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 log = logging.getLogger(__name__)
-
-# DECISION: ImageNet normalisation, so that an ImageNet checkpoint (if one is ever supplied
-# locally) sees the statistics it was trained with; random-init training is indifferent.
-NORM_MEAN = (0.485, 0.456, 0.406)
-NORM_STD = (0.229, 0.224, 0.225)
 
 ENCODERS: dict[str, dict[str, Any]] = {
     # The paper's encoder family; DECISION: Swin-T at 256 px with window 8 (256/32 = 8 tokens at
@@ -38,16 +37,6 @@ ENCODERS: dict[str, dict[str, Any]] = {
     "swin_micro": dict(timm_name="swin_tiny_patch4_window7_224", img_size=256, window_size=8,
                        kwargs=dict(embed_dim=32, depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8))),
 }
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) in 0..255, or float in 0..1 -> float normalised for the encoder."""
-    x = images.float()
-    if images.dtype == torch.uint8:
-        x = x / 255.0
-    mean = torch.tensor(NORM_MEAN, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(NORM_STD, device=x.device, dtype=x.dtype).view(3, 1, 1)
-    return (x - mean) / std
 
 
 def window_for(img_size: int, window_size: int) -> int:
@@ -154,6 +143,35 @@ def load_encoder_checkpoint(encoder: SwinEncoder, path: str | os.PathLike) -> Sw
                          f"{tuple(own[bad[0]].shape)}); wrong encoder config?")
     encoder.body.load_state_dict(sd, strict=True)
     return encoder
+
+
+ENCODER_WEIGHTS_NAME = "encoder_weights.pt"
+
+
+def save_encoder_weights(model_or_run, path: str | os.PathLike) -> Path:
+    """Write the encoder's weights alone (the keys of ``SwinEncoder.body``) to ``path``
+    atomically, for :func:`load_encoder_checkpoint` (a warm start).
+
+    ``model_or_run``: an MSU-Net (anything with ``.encoder``), a :class:`SwinEncoder`, or a
+    training run folder / checkpoint file (its ``checkpoint.pt`` is read; no model is built)."""
+    from .atomic import atomic_write_bytes
+
+    if isinstance(model_or_run, nn.Module):
+        enc = getattr(model_or_run, "encoder", model_or_run)
+        if not isinstance(enc, SwinEncoder):
+            raise TypeError(f"{type(model_or_run).__name__} has no SwinEncoder")
+        sd = enc.body.state_dict()
+    else:
+        from .predict import load_checkpoint
+
+        prefix = "encoder.body."
+        sd = {k[len(prefix):]: v for k, v in load_checkpoint(model_or_run)["model"].items()
+              if k.startswith(prefix)}
+        if not sd:
+            raise ValueError(f"the checkpoint of {model_or_run} holds no encoder weights")
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in sd.items()}, buf)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 def build_encoder(name: str = "swin_tiny", img_size: int = 256, checkpoint: str | None = None,

@@ -57,10 +57,7 @@ class GradNorm:
     def weights(self) -> dict[str, float]:
         return {t: float(v) for t, v in zip(self.task_names, self.w.detach())}
 
-    def weight_tensor(self) -> torch.Tensor:
-        return self.w.detach().clone()
-
-    def backward(self, losses: dict[str, torch.Tensor], grad_scaler=None) -> torch.Tensor:
+    def backward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
         """Weighted backward of sum_i w_i L_i (gradients land in .grad; the caller steps its own
         optimiser) and one GradNorm update of the weights. Returns the weighted total (detached).
         """
@@ -73,10 +70,7 @@ class GradNorm:
 
         if self.n_tasks > 1:
             self._update_weights(ls)
-        if grad_scaler is not None:
-            grad_scaler.scale(total).backward()
-        else:
-            total.backward()
+        total.backward()
         self.steps += 1
         return total.detach()
 

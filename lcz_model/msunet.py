@@ -94,14 +94,10 @@ class MSUNetConfig:
     # mean over the tokens the block covers, weighted by the share of each token's pixels inside
     # the polygon (outside = 0 after normalising, so the mask is read off the image itself);
     # "all": plain GAP over every token, also the zero-padded outside (blocks of different
-    # shapes then dilute their features by different amounts). Measured on synth400-big128
-    # (swin_micro, 128 px, lr 1e-3): the baseline's test MAE (all blocks) 0.0354 -> 0.0308
-    # after 20 epochs on the CPU; after 50 epochs on an H100, 0.0250 ("all", 1 seed) vs
-    # 0.0240 +- 0.0011 ("block", 6 seeds); the full model 0.0270 vs 0.0268 +- 0.0008.
+    # shapes then dilute their features by different amounts). Evidence: docs/model-decisions.md.
     token_pool: str = "block"
-    # r of DCAF step 1 at initialisation (method.md: 0). Measured: r stays within +-0.06 of 0
-    # after 50 epochs, so step 1 adds little; r0 = 1 was no better on average (3 seeds: test
-    # MAE 0.0272 +- 0.0037 vs 0.0268 +- 0.0008) and far less stable, r0 = 0.1 the same as 0.
+    # DECISION: r of DCAF step 1 at initialisation 0 (as method.md); 1 was no better and less
+    # stable. Evidence: docs/model-decisions.md.
     local_gate_init: float = 0.0
     n_classes: int = N_CLASSES
 
@@ -429,7 +425,6 @@ class MSUNet(nn.Module):
         self.head_norm = nn.LayerNorm(d)
         self.head = FullConstraintHead(d, n, dropout=cfg.dropout)
         self._mc_dropout = False
-        self.last_output: dict[str, torch.Tensor] = {}
         for part in (self.token_proj, self.dcaf, self.concat_fuse):
             if part is not None:
                 part.apply(_init_linear)
@@ -561,9 +556,7 @@ class MSUNet(nn.Module):
                 losses["local"] = self._local_loss(out, batch["local"])
             else:
                 losses["local"] = self._zero_loss()
-        out_losses = {t: losses[t] for t in cfg.tasks}
-        self.last_output = {"abundances": out["abundances"].detach()}
-        return out_losses
+        return {t: losses[t] for t in cfg.tasks}
 
     def recon_target(self, local_img: torch.Tensor) -> torch.Tensor:
         """What LSG reconstructs: the local patch average-pooled by ``recon_scale``."""

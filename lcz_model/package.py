@@ -25,7 +25,7 @@ from .classes import CLASSES, KEYS, N_CLASSES
 
 __all__ = [
     "BlockRecord", "Package", "PackageError", "read_package", "package_checksum",
-    "verify_checksums", "sha256_file", "write_sha256sums", "SUM_TOLERANCE",
+    "verify_checksums", "sha256_file", "sha256sums_text", "SUM_TOLERANCE",
 ]
 
 SUM_TOLERANCE = 1e-9
@@ -47,10 +47,6 @@ class BlockRecord:
     global_path: Path
     mask_path: Path
     local_paths: list[Path] = field(default_factory=list)
-
-    @property
-    def dominant_key(self) -> str:
-        return KEYS[self.dominant]
 
     def load_chips(self):
         """The block's images as a :class:`lcz_model.chips.BlockChips`."""
@@ -118,15 +114,12 @@ def _package_files(root: Path) -> list[str]:
     return sorted(out)
 
 
-def write_sha256sums(root) -> Path:
-    """Write ``root/SHA256SUMS`` (``sha256sum -c`` format, sorted paths) over every other file."""
+def sha256sums_text(root) -> str:
+    """The SHA256SUMS text for the files under ``root`` (``sha256sum -c`` format, sorted
+    paths, every file but SHA256SUMS itself). The package writer writes it; the reader only
+    compares against it."""
     root = Path(root)
-    lines = [f"{sha256_file(root / rel)}  {rel}\n" for rel in _package_files(root)]
-    out = root / "SHA256SUMS"
-    tmp = root / "SHA256SUMS.tmp"
-    tmp.write_text("".join(lines), encoding="utf-8")
-    os.replace(tmp, out)
-    return out
+    return "".join(f"{sha256_file(root / rel)}  {rel}\n" for rel in _package_files(root))
 
 
 def verify_checksums(path) -> None:
@@ -163,14 +156,13 @@ def verify_checksums(path) -> None:
 def package_checksum(path) -> str:
     """Identity of a package for the model card: sha256 of its SHA256SUMS file.
 
-    A package without SHA256SUMS (hand-made) gets the sha256 of the SHA256SUMS text that
-    :func:`write_sha256sums` would write for it, so the value is still content-derived."""
+    A package without SHA256SUMS (hand-made) gets the sha256 of the SHA256SUMS text the
+    writer would write for it (:func:`sha256sums_text`), so the value is still content-derived."""
     root = Path(path)
     sums = root / "SHA256SUMS"
     if sums.exists():
         return sha256_file(sums)
-    text = "".join(f"{sha256_file(root / rel)}  {rel}\n" for rel in _package_files(root))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(sha256sums_text(root).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

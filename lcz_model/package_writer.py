@@ -1,13 +1,16 @@
 """Writing a dataset package (the layout in design/dataset-package.md), without Django.
 
-The app's `manage.py export_dataset` and the synthetic-package fixture both write through these
-functions, so every package has the same files, formats and atomicity:
+:func:`write_package` is the one writer: the app's ``export_dataset``, the synthetic-package
+fixture and the active-learning simulation's subset packages all go through it, so every
+package has the same files, formats and atomicity:
 
 - fractions are written from integer per-mille as exact decimals ("0.35", "1", "0"), so a
   package is byte-identical for the same labels on any platform;
-- the package is built in a hidden temporary folder beside the target and renamed into place:
-  an interrupted export leaves no half package under the final name;
-- SHA256SUMS covers every file (`sha256sum -c` passes).
+- the package is built in a hidden temporary folder beside the target and renamed into place
+  (:func:`lcz_model.atomic.atomic_dir`): an interrupted write leaves no half package under the
+  final name;
+- SHA256SUMS covers every file (`sha256sum -c` passes); it is written here, the reader
+  (:mod:`lcz_model.package`) only verifies it.
 """
 from __future__ import annotations
 
@@ -15,41 +18,70 @@ import csv
 import io
 import json
 import os
-import shutil
 import zipfile
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .atomic import atomic_dir, atomic_file, atomic_write_text
 from .classes import CLASSES, KEYS
-from .package import sha256_file, write_sha256sums
+from .package import sha256_file, sha256sums_text
 
-PARTIAL_PREFIX = "."
-PARTIAL_SUFFIX = ".partial"
+PERMILLE = 1000
+# float rows are first rounded to this many units of the row total (nine decimals), so float
+# noise far below any real difference never decides a tie (see fractions_to_permille)
+_FLOAT_UNITS = 10 ** 9
+
+ANNOTATION_COLUMNS = ["block_id", "annotator", "round", *KEYS, "confidence", "flags", "submitted_at"]
 
 
 def format_fraction(per_mille: int) -> str:
     """Per-mille integer -> exact decimal fraction text: 1000 -> "1", 350 -> "0.35", 0 -> "0"."""
     pm = int(per_mille)
-    if not 0 <= pm <= 1000:
+    if not 0 <= pm <= PERMILLE:
         raise ValueError(f"per-mille out of range: {pm}")
-    return "1" if pm == 1000 else ("0" if pm == 0 else f"0.{pm:03d}".rstrip("0"))
+    return "1" if pm == PERMILLE else ("0" if pm == 0 else f"0.{pm:03d}".rstrip("0"))
 
 
-def fractions_to_permille(fractions) -> np.ndarray:
-    """Rows of fractions (each summing to 1) -> per-mille integers summing to exactly 1000:
-    largest remainder, ties to the lower class index (the rule consensus splits use too)."""
-    raw = np.clip(np.atleast_2d(np.asarray(fractions, dtype=np.float64)), 0, None)
-    raw = raw / raw.sum(axis=1, keepdims=True) * 1000.0
-    out = np.floor(raw).astype(np.int64)
-    short = 1000 - out.sum(axis=1)
-    rem = raw - out
-    for i in np.flatnonzero(short > 0):
-        order = np.lexsort((np.arange(raw.shape[1]), -rem[i]))
-        out[i, order[: short[i]]] += 1
-    return out
+def fractions_to_permille(weights) -> np.ndarray:
+    """Rows of non-negative weights -> per-mille integers summing to exactly 1000, by largest
+    remainder (Hamilton): every class gets the floor of its share of 1000, and the leftover units
+    go one each to the classes with the largest remainders, ties to the LOWER class index.
+
+    The one rounding rule of per-mille splits: consensus splits (annotator.agreement, given the
+    raters' per-mille sums), model predictions, generated ground truth and packages read back.
+    Remainders are compared exactly: integer rows as integer numerators; float rows (fractions)
+    after rounding each share to 1e-9 of the row, so a mathematical tie (e.g. thirds) stays a
+    tie whatever the float noise.
+    """
+    w = np.atleast_2d(np.asarray(weights))
+    if w.ndim != 2:
+        raise ValueError(f"weights must be one row or a 2-D array of rows; got shape {w.shape}")
+    if np.issubdtype(w.dtype, np.integer):
+        numer = w.astype(np.int64)
+        if (numer < 0).any():
+            raise ValueError("integer weights must not be negative")
+        denom = numer.sum(axis=1)
+    else:
+        w = w.astype(np.float64)
+        if not np.isfinite(w).all():
+            raise ValueError("weights must be finite")
+        w = np.clip(w, 0, None)
+        row = w.sum(axis=1, keepdims=True)
+        numer = np.rint(w / np.where(row > 0, row, 1.0) * _FLOAT_UNITS).astype(np.int64)
+        denom = np.where(row[:, 0] > 0, _FLOAT_UNITS, 0)
+    if (denom <= 0).any():
+        raise ValueError(f"row {int(np.flatnonzero(denom <= 0)[0])} has no positive weight")
+    scaled = numer * PERMILLE
+    out = scaled // denom[:, None]
+    rem = scaled % denom[:, None]
+    deficit = PERMILLE - out.sum(axis=1)
+    order = np.argsort(-rem, axis=1, kind="stable")     # stable: lower index first on ties
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.broadcast_to(np.arange(w.shape[1]), order.shape), axis=1)
+    return out + (rank < deficit[:, None])
 
 
 def labels_csv_text(block_ids: Sequence[str], permille: np.ndarray) -> str:
@@ -57,7 +89,7 @@ def labels_csv_text(block_ids: Sequence[str], permille: np.ndarray) -> str:
     permille = np.asarray(permille)
     if permille.shape != (len(block_ids), len(KEYS)):
         raise ValueError(f"permille must be ({len(block_ids)}, {len(KEYS)}); got {permille.shape}")
-    bad = np.flatnonzero(permille.sum(axis=1) != 1000)
+    bad = np.flatnonzero(permille.sum(axis=1) != PERMILLE)
     if len(bad):
         raise ValueError(f"splits of {[block_ids[i] for i in bad[:5]]} do not sum to 1000 per-mille")
     buf = io.StringIO()
@@ -68,20 +100,25 @@ def labels_csv_text(block_ids: Sequence[str], permille: np.ndarray) -> str:
     return buf.getvalue()
 
 
-def write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+def annotations_csv_text(rows: Iterable[tuple]) -> str:
+    """annotations.csv from rows (block_id, annotator pseudonym, round, 17 per-mille, confidence
+    or None, flags (iterable), submitted_at text), in the order given."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(ANNOTATION_COLUMNS)
+    for bid, who, rnd, permille, conf, flags, at in rows:
+        w.writerow([bid, who, rnd, *(format_fraction(v) for v in permille), "" if conf is None else conf,
+                    ";".join(sorted(flags or [])), at or ""])
+    return buf.getvalue()
 
 
-def write_splits(pkg: Path, train: Iterable[str], test: Iterable[str]) -> None:
-    write_text(pkg / "splits" / "train.txt", "".join(f"{b}\n" for b in train))
-    write_text(pkg / "splits" / "test.txt", "".join(f"{b}\n" for b in test))
+def json_text(obj) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
-def class_table_markdown() -> str:
-    rows = ["| idx | key | code | name | group | colour |", "|---|---|---|---|---|---|"]
-    rows += [f"| {c.index} | {c.key} | {c.code} | {c.name} | {c.group} | {c.colour} |" for c in CLASSES]
-    return "\n".join(rows)
+def write_sha256sums(root) -> Path:
+    """Write ``root/SHA256SUMS`` (``sha256sum -c`` format, sorted paths) over every other file."""
+    return atomic_write_text(Path(root) / "SHA256SUMS", sha256sums_text(root))
 
 
 def croissant_metadata(pkg: Path, *, name: str, description: str, license_url: str, url: str,
@@ -133,51 +170,111 @@ def is_inside_package(path: Path) -> Path | None:
     return None
 
 
-@contextmanager
-def atomic_package_dir(out: Path) -> Iterator[Path]:
-    """Yield a fresh hidden folder beside `out`; on success rename it to `out` (which must not exist).
+# --------------------------------------------------------------------------------------------
+# the writer
 
-    Left-over partial folders of earlier interrupted runs for the same target are removed first.
+
+@dataclass
+class PackageContents:
+    """Everything of a package but its images; ``None`` leaves that file out.
+
+    ``blocks``: a GeoDataFrame with one row per block in ``block_ids`` order, holding the
+    geometry and the source's own columns (city, scene_id, area_m2, n_annotations, agreement);
+    the writer adds block_id, crs, split, pure, dominant and the 17 fractions.
+    ``annotations``: rows for :func:`annotations_csv_text`.
+    ``croissant``: the keyword arguments of :func:`croissant_metadata` (name, description, ...).
     """
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f"{PARTIAL_PREFIX}{out.name}.*{PARTIAL_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = out.parent / f"{PARTIAL_PREFIX}{out.name}.{os.getpid()}{PARTIAL_SUFFIX}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            raise FileExistsError(f"{out} appeared while the package was being written; nothing replaced")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    block_ids: Sequence[str]
+    permille: np.ndarray                         # (N, 17) per-mille, rows sum to 1000
+    splits: Mapping[str, Sequence[str]]          # {"train": [...], "test": [...]}
+    readme: str
+    licence: str | None = None
+    citation: str | None = None
+    blocks: Any = None
+    annotations: Iterable[tuple] | None = None
+    agreement: dict | None = None
+    croissant: dict | None = None
 
 
-def finish_package(pkg: Path) -> Path:
-    """Write SHA256SUMS over everything else in the package."""
-    return write_sha256sums(pkg)
+BLOCK_COLUMNS = ("city", "scene_id", "area_m2", "n_annotations", "agreement")
+
+
+def write_package(out, contents: PackageContents | Callable[[Path], PackageContents], *,
+                  replace: bool = False) -> Path:
+    """Write a dataset package to ``out`` atomically and return its path.
+
+    ``contents`` is a :class:`PackageContents`, or a function that is given the package's
+    temporary folder, writes the images there (e.g. with :func:`write_chips`) and returns the
+    contents (which may depend on the images written). An existing ``out`` is refused unless
+    ``replace``. SHA256SUMS is written last, over every file.
+    """
+    with atomic_dir(out, replace=replace) as pkg:
+        c = contents(pkg) if callable(contents) else contents
+        ids = list(c.block_ids)
+        permille = np.asarray(c.permille, dtype=np.int64)
+        _write_text(pkg / "labels.csv", labels_csv_text(ids, permille))
+        for name, members in c.splits.items():
+            _write_text(pkg / "splits" / f"{name}.txt", "".join(f"{b}\n" for b in members))
+        if c.blocks is not None:
+            split_of = {b: name for name, members in c.splits.items() for b in members}
+            _write_blocks_gpkg(pkg / "blocks.gpkg", c.blocks, ids, permille, split_of)
+        if c.annotations is not None:
+            _write_text(pkg / "annotations.csv", annotations_csv_text(c.annotations))
+        if c.agreement is not None:
+            _write_text(pkg / "agreement.json", json_text(c.agreement))
+        if c.licence is not None:
+            _write_text(pkg / "LICENSE", c.licence)
+        if c.citation is not None:
+            _write_text(pkg / "CITATION.cff", c.citation)
+        _write_text(pkg / "README.md", c.readme)
+        if c.croissant is not None:
+            _write_text(pkg / "croissant.json", json_text(croissant_metadata(pkg, **c.croissant)))
+        write_sha256sums(pkg)
+    return Path(out).resolve()
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def _write_blocks_gpkg(path: Path, blocks, ids: list[str], permille: np.ndarray, split_of: dict) -> None:
+    import geopandas as gpd
+
+    if len(blocks) != len(ids):
+        raise ValueError(f"blocks has {len(blocks)} rows for {len(ids)} labelled blocks")
+    missing = [c for c in BLOCK_COLUMNS if c not in blocks.columns]
+    if missing:
+        raise ValueError(f"blocks lacks the columns {missing}")
+    crs = blocks.crs
+    gdf = gpd.GeoDataFrame({
+        "block_id": ids,
+        "city": blocks["city"].to_numpy(),
+        "scene_id": blocks["scene_id"].to_numpy(),
+        "crs": crs.to_string() if crs is not None else "",
+        "split": [split_of.get(b, "") for b in ids],
+        "area_m2": blocks["area_m2"].to_numpy(),
+        "pure": permille.max(axis=1) == PERMILLE,
+        "dominant": [KEYS[i] for i in permille.argmax(axis=1)],
+        "n_annotations": blocks["n_annotations"].to_numpy(),
+        "agreement": blocks["agreement"].to_numpy(),
+        **{k: permille[:, j] / float(PERMILLE) for j, k in enumerate(KEYS)},
+    }, geometry=blocks.geometry.to_numpy(), crs=crs)
+    gdf.to_file(path, layer="blocks", driver="GPKG")
 
 
 def zip_package(pkg: Path) -> Path:
     """`<pkg>.zip` beside the folder (atomically), files in sorted order with fixed timestamps."""
     pkg = Path(pkg)
     target = pkg.with_name(pkg.name + ".zip")
-    tmp = pkg.with_name(f"{PARTIAL_PREFIX}{pkg.name}.zip{PARTIAL_SUFFIX}")
     files = sorted(p for p in pkg.rglob("*") if p.is_file())
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_file(target) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for f in files:
             info = zipfile.ZipInfo(f"{pkg.name}/{f.relative_to(pkg).as_posix()}", date_time=(1980, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             zf.writestr(info, f.read_bytes())
-    os.replace(tmp, target)
     return target
-
-
-def json_text(obj) -> str:
-    return json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n"
 
 
 def cut_and_save_chips(raster_path: str, items: list[tuple[str, bytes]], out_dir: str, size: int,

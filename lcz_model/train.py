@@ -4,7 +4,7 @@
         --variant full --encoder swin_micro --epochs 10 --img-size 128 --device cpu
 
 Per epoch: train with tqdm progress, evaluate on the test split (OA/OP on pure blocks; the MAE
-family on mixed and on all test blocks), then write, each atomically (temp file + os.replace),
+family on mixed and on all test blocks), then write, each atomically (lcz_model.atomic),
   checkpoint.pt       model, optimizer, scheduler, GradNorm, epoch, RNG states, history
   model_card.json     model_version (content hash of the weights), configs, dataset checksum,
                       metrics per epoch, the DECISIONs
@@ -13,7 +13,11 @@ family on mixed and on all test blocks), then write, each atomically (temp file 
 ``--resume`` continues after an interruption from the last completed epoch: an interrupted
 then resumed run gives the same weights as an uninterrupted one (CPU).
 
-The Django wrapper (``manage.py train_msunet``) calls :func:`train`.
+Every training option is declared once, as a :class:`TrainConfig` field (or an
+:class:`~lcz_model.data.AugmentConfig` field) whose metadata holds its help text;
+:func:`add_train_arguments` derives the command-line options from them, for this module's CLI
+and for the Django wrapper ``manage.py train_msunet`` alike, and :func:`config_from_args` reads
+them back.
 """
 from __future__ import annotations
 
@@ -25,10 +29,11 @@ import hashlib
 import io
 import json
 import math
-import os
 import random
 import sys
 import time
+import types
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -36,12 +41,16 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes
 from .classes import KEYS
 from .data import AugmentConfig, BlockDataset, to_model_batch
-from .package import package_checksum, read_package
+from .encoders import ENCODERS
+from .package import Package, package_checksum, read_package
 from .predict import CARD_NAME, CHECKPOINT_NAME, predict_dataset
 
-__all__ = ["TrainConfig", "train", "weights_hash", "main", "VARIANTS", "DECISIONS"]
+__all__ = ["TrainConfig", "train", "weights_hash", "main", "VARIANTS", "DECISIONS",
+           "add_train_arguments", "build_parser", "config_from_args", "make_gradnorm", "train_options",
+           "parse_model_kwargs"]
 
 VARIANTS = ("baseline", "psg", "psg_lsg", "full")
 METRIC_KEYS = ("OA", "OP", "MAE", "WD", "MAE_B", "MAE_N")   # printed names
@@ -50,6 +59,7 @@ _EPOCH_KEYS = ("n_subset", "oa", "op", "oa_w", "mae", "wd", "mae_b", "mae_n",
                "soft_similarity", "per_class_mae")
 
 # The choices method.md marks DECISION that this pipeline makes; copied into every model card.
+# Their evidence: docs/model-decisions.md.
 DECISIONS = [
     "Global image: the block's bounding box padded to a centred square, then resampled to the "
     "chip size (box filter down, bilinear up); outside the polygon = 0 (lcz_model.chips).",
@@ -59,9 +69,8 @@ DECISIONS = [
     "Training draws one local patch per block per step at random; inference runs every local "
     "patch with the global image and averages the K abundance vectors.",
     "PSG pure images: the global images of pure training blocks, drawn uniformly over them "
-    "(class-balanced draws raised the mass on absent rare classes), one per "
-    "training block per step, always augmented (unaugmented they were memorised and the full "
-    "model's test MAE was 0.0268 instead of 0.0242; synth400-big128, 3 seeds).",
+    "(class-balanced draws raised the mass on absent rare classes), one per training block per "
+    "step, always augmented (unaugmented they were memorised).",
     "Pooling: the head and PSG pool only the tokens the block covers, weighted by their "
     "in-block pixel share (plain GAP also averages the zero padding outside the polygon).",
     "Normalisation: ImageNet mean/std; pixels outside the block are set to 0 after "
@@ -74,59 +83,65 @@ DECISIONS = [
     "stepped per update with linear warm-up; GradNorm over the variant's tasks on the last "
     "shared encoder stage.",
     "GradNorm alpha 0: with 1.5 the LSG reconstruction task (loss plateaus, reads every "
-    "encoder stage) took weight from the main task; alpha 0 lowered the full model's test MAE.",
-    "GradNorm task weights: optimiser lr 1e-3 and a floor of 0.1 each (GradNorm's defaults, "
-    "lr 0.025 and floor 1e-3, drove the global task's weight to the floor within 5 epochs on "
-    "synthetic-400 because the reconstruction loss plateaus).",
+    "encoder stage) took weight from the main task.",
+    "GradNorm task weights: optimiser lr 1e-3 and a floor of 0.1 each (with GradNorm's "
+    "defaults, lr 0.025 and floor 1e-3, the global task's weight hit the floor because the "
+    "reconstruction loss plateaus).",
     "model_version = variant + the first 16 hex digits of sha256 over the weights (names, "
     "dtypes, shapes and bytes in sorted key order).",
 ]
 
 
+def _opt(default=dataclasses.MISSING, help: str = "", *, default_factory=dataclasses.MISSING, **cli):
+    """A TrainConfig field and its command-line option: ``help`` and, where needed, ``choices``,
+    ``flag`` (default ``--name-with-dashes``, ``--no-name`` for a flag that is on by default),
+    ``required``, ``metavar``, ``append`` (repeatable), ``cli=False`` (no option)."""
+    return field(default=default, default_factory=default_factory, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    dataset: str = ""
-    out: str = ""
-    variant: str = "full"
-    encoder: str = "swin_tiny"
-    epochs: int = 30
-    batch_size: int = 20
-    img_size: int = 256
-    device: str = "auto"
-    resume: bool = False
-    seed: int = 0
-    lr: float = 1e-4
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    warmup_lr_ratio: float = 0.01
-    max_minutes: float | None = None
-    # DECISION: GradNorm's alpha 0 (method.md: configurable, default 1.5). GradNorm measures the
-    # last shared stage, but LSG reads every stage through its pyramid and its reconstruction
-    # loss plateaus, so with alpha 1.5 the "local" weight rose to 1.85 and the main task's fell
-    # to 0.70 by epoch 75; alpha 0 (equal gradient norms at stage 4, no training-rate term)
-    # lowered the full model's test MAE on synth400-big128 (75 epochs, CPU, seed 0) from 0.0297
-    # to 0.0282 on mixed blocks and 0.0246 to 0.0240 on all.
-    gradnorm_alpha: float = 0.0
-    gradnorm: bool = True                  # False: fixed equal task weights (a diagnostic)
-    # DECISION: GradNorm's weight optimiser at lr 1e-3 with a floor of 0.1 per weight. With
-    # GradNorm's own defaults (Adam lr 0.025, floor 1e-3) the global task's weight hit the
-    # floor within 5 epochs on synthetic-400 (the LSG reconstruction loss plateaus, so GradNorm
-    # keeps raising its weight), starving the main task; see the model card's task_weights.
-    gradnorm_lr: float | None = 1e-3       # None: GradNorm's own default
-    gradnorm_min_weight: float | None = 0.1  # None: GradNorm's own default
-    k_local: int = 8                       # local patches per block at evaluation
-    eval_every: int = 1                    # evaluate on the test split every N epochs (and last)
-    pure_fraction: float = 1.0             # PSG pure images per step, as a share of the batch
-    eval_batch_size: int = 16
-    num_workers: int = 0
-    encoder_checkpoint: str | None = None
-    augment: dict = field(default_factory=lambda: AugmentConfig().to_dict())
-    model_kwargs: dict = field(default_factory=dict)
-    verify_dataset: bool = False
-    progress: bool = True
-    threads: int | None = None
+    dataset: str = _opt("", "dataset package folder", required=True)
+    out: str = _opt("", "run folder (checkpoint, card, log, curve)", required=True)
+    variant: str = _opt("full", "MSU-Net or one of its ablations", choices=VARIANTS)
+    encoder: str = _opt("swin_tiny", "encoder config (lcz_model.encoders)", choices=tuple(ENCODERS))
+    epochs: int = _opt(30, "training epochs")
+    batch_size: int = _opt(20, "training blocks per step")
+    img_size: int = _opt(256, "side of the global, local and pure images fed to the model (px)")
+    device: str = _opt("auto", "auto, cpu, cuda, cuda:N")
+    resume: bool = _opt(False, "continue the run in --out from its last completed epoch")
+    seed: int = _opt(0, "seed of every random draw")
+    lr: float = _opt(1e-4, "AdamW learning rate")
+    weight_decay: float = _opt(1e-2, "AdamW weight decay")
+    betas: tuple[float, float] = _opt((0.9, 0.999), "AdamW betas", metavar=("BETA1", "BETA2"))
+    warmup_epochs: float = _opt(1.0, "linear warm-up, in epochs")
+    min_lr_ratio: float = _opt(0.01, "the cosine schedule's final learning rate, as a share of --lr")
+    warmup_lr_ratio: float = _opt(0.01, "the warm-up's first learning rate, as a share of --lr")
+    max_minutes: float | None = _opt(None, "stop (evaluate and save) once this much wall time has passed")
+    # DECISION: GradNorm's alpha 0 (method.md: configurable, default 1.5): GradNorm measures the
+    # last shared stage, but LSG reads every stage and its reconstruction loss plateaus, so with
+    # 1.5 it took weight from the main task. Evidence: docs/model-decisions.md.
+    gradnorm_alpha: float = _opt(0.0, "GradNorm's alpha (the paper's default 1.5; see TrainConfig)")
+    gradnorm: bool = _opt(True, "GradNorm task weights (off: fixed equal task weights, a diagnostic)")
+    # DECISION: GradNorm's weight optimiser at lr 1e-3 with a floor of 0.1 per weight (GradNorm's
+    # own defaults starved the main task). Evidence: docs/model-decisions.md.
+    gradnorm_lr: float | None = _opt(1e-3, "learning rate of GradNorm's task-weight optimiser")
+    gradnorm_min_weight: float | None = _opt(0.1, "floor of each GradNorm task weight (weights sum "
+                                                  "to the task count)")
+    k_local: int = _opt(8, "local patches per block at evaluation")
+    eval_every: int = _opt(1, "evaluate on the test split every N epochs (always after the last)")
+    pure_fraction: float = _opt(1.0, "PSG pure images per step, as a share of the batch size")
+    eval_batch_size: int = _opt(16, "blocks per evaluation batch")
+    num_workers: int = _opt(0, "DataLoader worker processes")
+    encoder_checkpoint: str | None = _opt(None, "local encoder weights (never downloaded)")
+    augment: dict = _opt(default_factory=lambda: AugmentConfig().to_dict(),
+                         help="augmentation (lcz_model.data.AugmentConfig; its options)", nested=AugmentConfig)
+    model_kwargs: dict = _opt(default_factory=dict, help="an MSUNetConfig field, e.g. --model token_pool=all "
+                              "--model local_gate_init=1.0 (repeatable)", flag="--model", append=True,
+                              metavar="KEY=VALUE")
+    verify_dataset: bool = _opt(False, "check the package's SHA256SUMS first")
+    progress: bool = _opt(True, "progress bars")
+    threads: int | None = _opt(None, "torch CPU threads (default: torch's); on a busy shared CPU use 1")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -135,42 +150,110 @@ class TrainConfig:
 
     @classmethod
     def from_any(cls, obj) -> "TrainConfig":
-        """TrainConfig from a TrainConfig, a dict, or an argparse.Namespace (this module's CLI
-        or a Django command's options: their standard keys such as verbosity are ignored, and
-        None means "the default")."""
+        """TrainConfig from a TrainConfig, a dict (e.g. a card's train_config) or parsed options
+        (:func:`config_from_args`)."""
         if isinstance(obj, cls):
             return dataclasses.replace(obj)
-        if isinstance(obj, argparse.Namespace):
-            obj = vars(obj)
-        if not isinstance(obj, dict):
-            raise TypeError(f"train() takes a TrainConfig, dict or argparse.Namespace, got "
-                            f"{type(obj).__name__}")
-        d = {k: v for k, v in obj.items() if k not in _IGNORED_OPTIONS and v is not None}
-        aug = AugmentConfig.from_dict(d["augment"]) if isinstance(d.get("augment"), dict) \
-            else d.get("augment", AugmentConfig())
-        if "augment_scope" in d:
-            aug.scope = d.pop("augment_scope")
-        if "rare_oversample" in d:
-            aug.rare_oversample = int(d.pop("rare_oversample"))
-        if "pure_always" in d:
-            aug.pure_always = bool(d.pop("pure_always"))
-        if "pure_sampling" in d:
-            aug.pure_sampling = str(d.pop("pure_sampling"))
-        d["augment"] = aug.to_dict()
-        if "no_progress" in d:
-            d["progress"] = not d.pop("no_progress")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise TypeError(f"unknown training options: {unknown}")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        if isinstance(obj, (dict, argparse.Namespace)):
+            return config_from_args(obj)
+        raise TypeError(f"train() takes a TrainConfig, dict or argparse.Namespace, got "
+                        f"{type(obj).__name__}")
 
+
+# --------------------------------------------------------------------------------------------
+# the options, derived from the fields
 
 # Keys a Django management command adds to its options; not training options.
 _IGNORED_OPTIONS = {"verbosity", "settings", "pythonpath", "traceback", "no_color",
                     "force_color", "skip_checks"}
+_NESTED_PREFIX = "augment_"
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
+def _base_type(hint):
+    """float | None -> (float, ()); tuple[float, float] -> (float, (float, float))."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(hint) is tuple:
+        args = typing.get_args(hint)
+        return args[0], args
+    return hint, ()
+
+
+def _add_option(parser, f: dataclasses.Field, hint, dest: str) -> None:
+    meta, default = f.metadata, _default(f)
+    typ, items = _base_type(hint)
+    flag = meta.get("flag")
+    kw = {"dest": dest, "help": meta["help"]}
+    if typ is bool:
+        flag = flag or ("--no-" if default else "--") + f.name.replace("_", "-")
+        kw.update(action="store_false" if default else "store_true", default=default)
+        if default:
+            kw["help"] += " (on by default; this flag turns it off)"
+    elif meta.get("append"):
+        kw.update(action="append", default=None, metavar=meta.get("metavar"))
+    else:
+        kw.update(type=typ, choices=meta.get("choices"), metavar=meta.get("metavar", f.name.upper()))
+        if items:
+            kw["nargs"] = len(items)
+        if meta.get("required"):
+            kw["required"] = True
+        else:
+            kw["default"] = default
+            if default is not None:
+                kw["help"] += " (default: %(default)s)"
+    if kw.get("choices"):
+        kw.pop("metavar")
+    parser.add_argument(flag or "--" + f.name.replace("_", "-"), **kw)
+
+
+def train_options() -> list[tuple[dataclasses.Field, object, str]]:
+    """(field, type, option dest) of every training option: TrainConfig's fields and, for
+    ``augment``, AugmentConfig's; fields declared ``cli=False`` have none."""
+    out = []
+    for f in dataclasses.fields(TrainConfig):
+        nested = f.metadata.get("nested")
+        if nested is not None:
+            hints = typing.get_type_hints(nested)
+            out += [(g, hints[g.name], _NESTED_PREFIX + g.name) for g in dataclasses.fields(nested)
+                    if g.metadata.get("cli", True)]
+        elif f.metadata.get("cli", True):
+            out.append((f, typing.get_type_hints(TrainConfig)[f.name], f.name))
+    return out
+
+
+def add_train_arguments(parser) -> None:
+    """Add every training option to an argparse parser (this module's CLI, `manage.py
+    train_msunet`); defaults are the fields' defaults."""
+    for f, hint, dest in train_options():
+        _add_option(parser, f, hint, dest)
+
+
+def config_from_args(args) -> TrainConfig:
+    """TrainConfig from parsed options (an argparse.Namespace, or a dict such as a Django
+    command's options or a model card's train_config). A Django command's own keys (verbosity,
+    ...) are ignored and None means "the default"; --model KEY=VALUE items are parsed."""
+    d = dict(vars(args) if isinstance(args, argparse.Namespace) else args)
+    d = {k: v for k, v in d.items() if k not in _IGNORED_OPTIONS and v is not None}
+    aug = dict(d.pop("augment", None) or {})
+    for k in [k for k in d if k.startswith(_NESTED_PREFIX)]:
+        aug[k[len(_NESTED_PREFIX):]] = d.pop(k)
+    try:
+        d["augment"] = AugmentConfig.from_dict(aug).to_dict()
+    except TypeError as e:
+        raise TypeError(f"unknown augmentation options: {e}") from None
+    mk = d.get("model_kwargs")
+    if isinstance(mk, (str, list, tuple)):
+        d["model_kwargs"] = parse_model_kwargs([mk] if isinstance(mk, str) else mk)
+    unknown = sorted(set(d) - {f.name for f in dataclasses.fields(TrainConfig)})
+    if unknown:
+        raise TypeError(f"unknown training options: {unknown}")
+    if "betas" in d:
+        d["betas"] = tuple(d["betas"])
+    return TrainConfig(**d)
 
 
 # --------------------------------------------------------------------------------------------
@@ -192,19 +275,6 @@ def weights_hash(state_dict: dict) -> str:
     return h.hexdigest()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    _atomic_write_bytes(path, buf.getvalue())
 
 
 def _resolve_device(name: str) -> torch.device:
@@ -266,16 +336,6 @@ def _jsonable(v):
     return v
 
 
-def _task_names(model, variant: str) -> list[str] | None:
-    for attr in ("task_names", "tasks"):
-        t = getattr(model, attr, None)
-        if callable(t):
-            t = t()
-        if t:
-            return list(t)
-    return None
-
-
 # --------------------------------------------------------------------------------------------
 # outputs
 
@@ -297,7 +357,7 @@ def _write_log_csv(path: Path, history: list[dict], tasks: list[str]) -> None:
             m = h["test"].get(subset, {})
             row += [_fmt(m.get(k.lower())) for k in METRIC_KEYS]
         w.writerow(row)
-    _atomic_write_bytes(path, buf.getvalue().encode())
+    atomic_write_bytes(path, buf.getvalue().encode(), fsync=True)
 
 
 def _fmt(v) -> str:
@@ -335,7 +395,7 @@ def _write_curve(path: Path, history: list[dict], tasks: list[str], title: str) 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
     plt.close(fig)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), fsync=True)
 
 
 def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, tasks,
@@ -376,10 +436,12 @@ def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, ta
 
 
 # --------------------------------------------------------------------------------------------
-# the loop
+# the steps of a training run
 
 
-def _make_gradnorm(tasks, model, cfg: TrainConfig):
+def make_gradnorm(tasks, model, cfg: TrainConfig):
+    """GradNorm over ``tasks`` on the model's last shared layer, as ``cfg`` sets it up; None for
+    a single task or with ``cfg.gradnorm`` off."""
     if len(tasks) < 2 or not cfg.gradnorm:
         return None
     from .gradnorm import GradNorm
@@ -395,13 +457,193 @@ def _make_gradnorm(tasks, model, cfg: TrainConfig):
 
 
 def _gn_weights(gn, tasks) -> dict:
-    if gn is None:
-        return {t: 1.0 for t in tasks}
-    w = gn.weights
-    if isinstance(w, dict):
-        return {t: float(w[t]) for t in tasks}
-    w = w.detach().cpu().numpy() if torch.is_tensor(w) else np.asarray(w)
-    return {t: float(w[i]) for i, t in enumerate(tasks)}
+    return {t: 1.0 for t in tasks} if gn is None else {t: float(gn.weights[t]) for t in tasks}
+
+
+@dataclass
+class _Data:
+    pkg: Package
+    info: dict                     # the model card's "dataset"
+    train: BlockDataset | None = None
+    test: BlockDataset | None = None
+    true_test: np.ndarray | None = None
+
+
+@dataclass
+class _State:
+    model: torch.nn.Module
+    model_config: dict
+    tasks: list[str]
+    opt: torch.optim.Optimizer
+    sched: object
+    gn: object = None
+    history: list[dict] = field(default_factory=list)
+    epoch: int = 0                 # the last completed epoch
+    step: int = 0
+
+
+def _check(cfg: TrainConfig) -> None:
+    if cfg.variant not in VARIANTS:
+        raise ValueError(f"unknown variant {cfg.variant!r}; choose one of {VARIANTS}")
+    if not cfg.dataset:
+        raise ValueError("a dataset package is required (--dataset PKG)")
+    if not cfg.out:
+        raise ValueError("an output folder is required (--out RUN)")
+    if cfg.epochs < 1 or cfg.batch_size < 1:
+        raise ValueError("epochs and batch size must be at least 1")
+
+
+def _read_data(cfg: TrainConfig) -> _Data:
+    pkg = read_package(cfg.dataset, verify=cfg.verify_dataset)
+    info = {"path": str(Path(cfg.dataset).resolve()), "name": pkg.meta["name"],
+            "checksum_sha256": package_checksum(cfg.dataset),
+            "counts": pkg.meta["counts"], "n_pure": pkg.meta["n_pure"]}
+    if not pkg.split("train") or not pkg.split("test"):
+        raise ValueError(f"{cfg.dataset}: both splits must hold blocks (train "
+                         f"{pkg.meta['counts']['train']}, test {pkg.meta['counts']['test']})")
+    return _Data(pkg, info)
+
+
+def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data) -> dict:
+    """The checkpoint to resume, after checking it belongs to these settings and data."""
+    run = ck_path.parent
+    ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    old = TrainConfig.from_any(ck["train_config"])
+    for k in ("variant", "encoder", "img_size", "batch_size", "seed", "epochs", "lr"):
+        if getattr(old, k) != getattr(cfg, k):
+            raise ValueError(f"--resume: {k} was {getattr(old, k)!r} in {run}, now "
+                             f"{getattr(cfg, k)!r}; resume with the same settings")
+    if ck["dataset"]["checksum_sha256"] != data.info["checksum_sha256"]:
+        raise ValueError(f"--resume: the dataset package differs from the one {run} was "
+                         f"trained on (checksum {ck['dataset']['checksum_sha256'][:12]} vs "
+                         f"{data.info['checksum_sha256'][:12]})")
+    return ck
+
+
+def _datasets(cfg: TrainConfig, data: _Data) -> None:
+    data.train = BlockDataset(data.pkg, "train", img_size=cfg.img_size,
+                              augment=AugmentConfig.from_dict(cfg.augment), seed=cfg.seed)
+    data.test = BlockDataset(data.pkg, "test", img_size=cfg.img_size, train=False,
+                             k_local=cfg.k_local)
+    data.true_test = data.pkg.fractions("test")
+    data.info["rare_classes_augmented"] = [KEYS[c] for c in data.train.rare]
+    data.info["train_items_per_epoch"] = len(data.train)
+
+
+def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None) -> _State:
+    """Model, optimiser, schedule and GradNorm; restored from ``ck`` when resuming."""
+    from timm.scheduler import CosineLRScheduler
+
+    from .msunet import build_model
+
+    mkw = dict(cfg.model_kwargs)
+    if cfg.encoder_checkpoint:
+        mkw["encoder_checkpoint"] = cfg.encoder_checkpoint
+    model = build_model(cfg.variant, encoder=cfg.encoder, img_size=cfg.img_size, **mkw)
+    model.to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
+                            weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    total = cfg.epochs * steps_per_epoch
+    warm = min(int(round(cfg.warmup_epochs * steps_per_epoch)), max(total - 1, 0))
+    sched = CosineLRScheduler(opt, t_initial=total, lr_min=cfg.lr * cfg.min_lr_ratio,
+                              warmup_t=warm, warmup_lr_init=cfg.lr * cfg.warmup_lr_ratio,
+                              warmup_prefix=True, t_in_epochs=False)
+    st = _State(model, model.cfg.to_dict(), list(model.tasks), opt, sched)
+    if ck is not None:
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        st.tasks, st.history = ck["tasks"], ck["history"]
+        st.epoch, st.step = ck["epoch"], ck["step"]
+        _set_rng_state(ck["rng"])
+    st.gn = make_gradnorm(st.tasks, model, cfg)
+    if st.gn is not None and ck is not None and ck.get("gradnorm") is not None:
+        st.gn.load_state_dict(ck["gradnorm"])
+    return st
+
+
+def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device, epoch: int,
+                 deadline: float | None) -> dict | None:
+    """One pass over the training items; the epoch's record (without test metrics), or None
+    when the deadline passed before its first step. ``partial``: stopped by the deadline."""
+    from tqdm import tqdm
+
+    t0 = time.monotonic()
+    st.model.train()
+    data.train.set_epoch(epoch)
+    # order and augmentation come from the dataset's (seed, epoch) plan: no shuffling here
+    dl = torch.utils.data.DataLoader(data.train, batch_size=cfg.batch_size, shuffle=False,
+                                     num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
+    max_pure = max(1, math.ceil(cfg.pure_fraction * cfg.batch_size))
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else contextlib.nullcontext())
+    sums = dict.fromkeys(st.tasks, 0.0)
+    total_loss, nb, partial = 0.0, 0, False
+    bar = tqdm(dl, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress,
+               mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
+    for batch in bar:
+        if deadline is not None and time.monotonic() > deadline:
+            partial = True
+            break
+        mb = to_model_batch(batch, device, max_pure=max_pure)
+        with autocast:
+            losses = st.model.losses(mb)
+        losses = {t: losses[t].float() for t in st.tasks}
+        st.opt.zero_grad(set_to_none=True)
+        if st.gn is not None:
+            loss_val = float(st.gn.backward(losses))
+        else:
+            loss = sum(losses.values())
+            loss.backward()
+            loss_val = float(loss.detach())
+        st.opt.step()
+        st.step += 1
+        st.sched.step_update(st.step)
+        nb += 1
+        total_loss += loss_val
+        for t in st.tasks:
+            sums[t] += float(losses[t].detach())
+        bar.set_postfix(loss=f"{total_loss / nb:.4f}", lr=f"{st.opt.param_groups[0]['lr']:.2e}")
+    bar.close()
+    if nb == 0:
+        return None
+    return {"epoch": epoch, "steps": nb, "lr": float(st.opt.param_groups[0]["lr"]),
+            "seconds": time.monotonic() - t0, "partial": partial,
+            "train_loss": total_loss / nb, "losses": {t: sums[t] / nb for t in st.tasks},
+            "task_weights": _gn_weights(st.gn, st.tasks)}
+
+
+def _evaluate(cfg: TrainConfig, st: _State, data: _Data, device: torch.device) -> dict:
+    """Every metric on the test split (mixed and all blocks)."""
+    preds = predict_dataset(st.model, data.test, cfg.eval_batch_size, device)
+    return _metrics(data.true_test, preds, full=True)
+
+
+def _write_run_files(cfg: TrainConfig, st: _State, data: _Data, run: Path, finished: bool,
+                     test_full: dict) -> None:
+    """checkpoint.pt, model_card.json, log.csv and learning_curve.png, each atomically."""
+    sd = st.model.state_dict()
+    whash = weights_hash(sd)
+    version = f"msunet-{cfg.variant}-{whash[:16]}"
+    buf = io.BytesIO()
+    torch.save({
+        "format": "lcz_model.train/1",
+        "model": sd, "model_config": st.model_config, "train_config": cfg.to_dict(),
+        "optimizer": st.opt.state_dict(), "scheduler": st.sched.state_dict(),
+        "gradnorm": st.gn.state_dict() if st.gn is not None else None,
+        "tasks": st.tasks, "epoch": st.epoch, "step": st.step, "rng": _rng_state(),
+        "history": st.history, "dataset": data.info, "model_version": version,
+        "weights_sha256": whash, "finished": finished,
+    }, buf)
+    atomic_write_bytes(run / CHECKPOINT_NAME, buf.getvalue(), fsync=True)
+    card = _card(cfg, st.model, st.model_config, st.history, data.info, st.tasks, version, whash,
+                 finished, test_full)
+    atomic_write_bytes(run / CARD_NAME, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode(),
+                       fsync=True)
+    _write_log_csv(run / "log.csv", st.history, st.tasks)
+    _write_curve(run / "learning_curve.png", st.history, st.tasks,
+                 f"{cfg.variant} / {cfg.encoder} / {data.pkg.meta['name']}")
 
 
 def train(args_or_config, *, callbacks: list[Callable] | None = None) -> Path:
@@ -419,19 +661,7 @@ def train(args_or_config, *, callbacks: list[Callable] | None = None) -> Path:
 
 
 def _train(cfg: TrainConfig, callbacks) -> Path:
-    if cfg.variant not in VARIANTS:
-        raise ValueError(f"unknown variant {cfg.variant!r}; choose one of {VARIANTS}")
-    if not cfg.dataset:
-        raise ValueError("a dataset package is required (--dataset PKG)")
-    if not cfg.out:
-        raise ValueError("an output folder is required (--out RUN)")
-    if cfg.epochs < 1 or cfg.batch_size < 1:
-        raise ValueError("epochs and batch size must be at least 1")
-    from tqdm import tqdm
-    from timm.scheduler import CosineLRScheduler
-
-    from .msunet import build_model
-
+    _check(cfg)
     run = Path(cfg.out)
     ck_path = run / CHECKPOINT_NAME
     if ck_path.exists() and not cfg.resume:
@@ -439,165 +669,39 @@ def _train(cfg: TrainConfig, callbacks) -> Path:
                               f"or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
     device = _resolve_device(cfg.device)
-    t_start = time.monotonic()
+    deadline = (time.monotonic() + cfg.max_minutes * 60) if cfg.max_minutes else None
 
-    pkg = read_package(cfg.dataset, verify=cfg.verify_dataset)
-    dataset_info = {"path": str(Path(cfg.dataset).resolve()), "name": pkg.meta["name"],
-                    "checksum_sha256": package_checksum(cfg.dataset),
-                    "counts": pkg.meta["counts"], "n_pure": pkg.meta["n_pure"]}
-    if not pkg.split("train") or not pkg.split("test"):
-        raise ValueError(f"{cfg.dataset}: both splits must hold blocks (train "
-                         f"{pkg.meta['counts']['train']}, test {pkg.meta['counts']['test']})")
-
-    ck = None
-    if cfg.resume and ck_path.exists():
-        ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-        old = TrainConfig.from_any(ck["train_config"])
-        for k in ("variant", "encoder", "img_size", "batch_size", "seed", "epochs", "lr"):
-            if getattr(old, k) != getattr(cfg, k):
-                raise ValueError(f"--resume: {k} was {getattr(old, k)!r} in {run}, now "
-                                 f"{getattr(cfg, k)!r}; resume with the same settings")
-        if ck["dataset"]["checksum_sha256"] != dataset_info["checksum_sha256"]:
-            raise ValueError(f"--resume: the dataset package differs from the one {run} was "
-                             f"trained on (checksum {ck['dataset']['checksum_sha256'][:12]} vs "
-                             f"{dataset_info['checksum_sha256'][:12]})")
-
+    data = _read_data(cfg)
+    ck = _resume_checkpoint(cfg, ck_path, data) if cfg.resume and ck_path.exists() else None
     _seed_all(cfg.seed)
-    augment = AugmentConfig.from_dict(cfg.augment)
-    ds_train = BlockDataset(pkg, "train", img_size=cfg.img_size, augment=augment,
-                            seed=cfg.seed)
-    ds_test = BlockDataset(pkg, "test", img_size=cfg.img_size, train=False,
-                           k_local=cfg.k_local)
-    true_test = pkg.fractions("test")
-    dataset_info["rare_classes_augmented"] = [KEYS[c] for c in ds_train.rare]
-    dataset_info["train_items_per_epoch"] = len(ds_train)
-
-    mkw = dict(cfg.model_kwargs)
-    if cfg.encoder_checkpoint:
-        mkw["encoder_checkpoint"] = cfg.encoder_checkpoint
-    model = build_model(cfg.variant, encoder=cfg.encoder, img_size=cfg.img_size, **mkw)
-    model.to(device)
-    model_config = model.cfg.to_dict()
-    tasks = _task_names(model, cfg.variant)
-
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
-                            weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(ds_train) / cfg.batch_size)
-    total = cfg.epochs * steps_per_epoch
-    warm = min(int(round(cfg.warmup_epochs * steps_per_epoch)), max(total - 1, 0))
-    sched = CosineLRScheduler(opt, t_initial=total, lr_min=cfg.lr * cfg.min_lr_ratio,
-                              warmup_t=warm, warmup_lr_init=cfg.lr * cfg.warmup_lr_ratio,
-                              warmup_prefix=True, t_in_epochs=False)
-    gn = None
-    history: list[dict] = []
-    start_epoch, step = 1, 0
+    _datasets(cfg, data)
+    st = _build(cfg, data, device, ck)
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        tasks = ck["tasks"]
-        gn = _make_gradnorm(tasks, model, cfg)
-        if gn is not None and ck.get("gradnorm") is not None:
-            gn.load_state_dict(ck["gradnorm"])
-        history = ck["history"]
-        start_epoch, step = ck["epoch"] + 1, ck["step"]
-        _set_rng_state(ck["rng"])
-        print(f"resuming {run} at epoch {start_epoch}/{cfg.epochs}", file=sys.stderr)
-        if start_epoch > cfg.epochs:
+        print(f"resuming {run} at epoch {st.epoch + 1}/{cfg.epochs}", file=sys.stderr)
+        if st.epoch >= cfg.epochs:
             print(f"{run}: all {cfg.epochs} epochs already done", file=sys.stderr)
             return run
 
-    max_pure = max(1, math.ceil(cfg.pure_fraction * cfg.batch_size))
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else contextlib.nullcontext())
-    deadline = (t_start + cfg.max_minutes * 60) if cfg.max_minutes else None
-    stop = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        t0 = time.monotonic()
-        model.train()
-        ds_train.set_epoch(epoch)
-        # order and augmentation come from ds_train's (seed, epoch) plan: no shuffling here
-        dl = torch.utils.data.DataLoader(ds_train, batch_size=cfg.batch_size, shuffle=False,
-                                         num_workers=cfg.num_workers,
-                                         pin_memory=device.type == "cuda")
-        sums: dict[str, float] = {}
-        total_loss, nb, partial = 0.0, 0, False
-        bar = tqdm(dl, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
-                   disable=not cfg.progress, mininterval=2.0, dynamic_ncols=True,
-                   file=sys.stderr)
-        for batch in bar:
-            if deadline is not None and time.monotonic() > deadline:
-                partial = stop = True
-                break
-            mb = to_model_batch(batch, device, max_pure=max_pure)
-            with autocast:
-                losses = model.losses(mb)
-            losses = {k: v.float() for k, v in losses.items()}
-            if tasks is None:
-                tasks = list(losses)
-            if gn is None and len(tasks) > 1 and cfg.gradnorm:
-                gn = _make_gradnorm(tasks, model, cfg)
-            opt.zero_grad(set_to_none=True)
-            if gn is not None:
-                weighted = gn.backward({t: losses[t] for t in tasks})
-                loss_val = float(weighted.detach()) if weighted is not None else float(
-                    sum(losses[t].detach() for t in tasks))
-            else:
-                loss = sum(losses[t] for t in tasks)
-                loss.backward()
-                loss_val = float(loss.detach())
-            opt.step()
-            step += 1
-            sched.step_update(step)
-            nb += 1
-            total_loss += loss_val
-            for t in tasks:
-                sums[t] = sums.get(t, 0.0) + float(losses[t].detach())
-            bar.set_postfix(loss=f"{total_loss / nb:.4f}",
-                            lr=f"{opt.param_groups[0]['lr']:.2e}")
-        bar.close()
-        if nb == 0:
+    for epoch in range(st.epoch + 1, cfg.epochs + 1):
+        rec = _train_epoch(cfg, st, data, device, epoch, deadline)
+        if rec is None:
             break
-        finished = epoch == cfg.epochs or stop
-        test_full, test = {}, {}
-        if finished or epoch % max(1, cfg.eval_every) == 0:
-            preds = predict_dataset(model, ds_test, cfg.eval_batch_size, device)
-            test_full = _metrics(true_test, preds, full=True)
-            test = {sub: {k: v for k, v in m.items() if k in _EPOCH_KEYS}
-                    for sub, m in test_full.items()}
-        rec = {"epoch": epoch, "steps": nb, "lr": float(opt.param_groups[0]["lr"]),
-               "seconds": time.monotonic() - t0, "partial": partial,
-               "train_loss": total_loss / nb, "losses": {t: sums[t] / nb for t in tasks},
-               "task_weights": _gn_weights(gn, tasks), "test": test}
-        history.append(rec)
-        sd = model.state_dict()
-        whash = weights_hash(sd)
-        version = f"msunet-{cfg.variant}-{whash[:16]}"
-        _atomic_torch_save({
-            "format": "lcz_model.train/1",
-            "model": sd, "model_config": model_config, "train_config": cfg.to_dict(),
-            "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-            "gradnorm": gn.state_dict() if gn is not None and hasattr(gn, "state_dict")
-            else None,
-            "tasks": tasks, "epoch": epoch, "step": step, "rng": _rng_state(),
-            "history": history, "dataset": dataset_info, "model_version": version,
-            "weights_sha256": whash, "finished": finished,
-        }, ck_path)
-        card = _card(cfg, model, model_config, history, dataset_info, tasks, version, whash,
-                     finished, test_full)
-        _atomic_write_bytes(run / CARD_NAME,
-                            (json.dumps(card, indent=2, sort_keys=False) + "\n").encode())
-        _write_log_csv(run / "log.csv", history, tasks)
-        _write_curve(run / "learning_curve.png", history, tasks,
-                     f"{cfg.variant} / {cfg.encoder} / {pkg.meta['name']}")
-        mx, al = test.get("mixed", {}), test.get("all", {})
+        finished = epoch == cfg.epochs or rec["partial"]
+        test_full = _evaluate(cfg, st, data, device) \
+            if finished or epoch % max(1, cfg.eval_every) == 0 else {}
+        rec["test"] = {sub: {k: v for k, v in m.items() if k in _EPOCH_KEYS}
+                       for sub, m in test_full.items()}
+        st.history.append(rec)
+        st.epoch = epoch
+        _write_run_files(cfg, st, data, run, finished, test_full)
+        mx, al = rec["test"].get("mixed", {}), rec["test"].get("all", {})
         print(f"epoch {epoch}: loss {rec['train_loss']:.4f} | test mixed MAE "
               f"{_f(mx.get('mae'))} WD {_f(mx.get('wd'))} | all MAE {_f(al.get('mae'))} WD "
               f"{_f(al.get('wd'))} | OA {_f(al.get('oa'))} | {rec['seconds']:.0f}s"
-              + (" (stopped: --max-minutes reached)" if partial else ""), file=sys.stderr)
+              + (" (stopped: --max-minutes reached)" if rec["partial"] else ""), file=sys.stderr)
         for cb in callbacks or ():
             cb(epoch, rec)
-        if stop:
+        if rec["partial"]:
             break
     return run
 
@@ -612,54 +716,7 @@ def _f(v) -> str:
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m lcz_model.train",
                                  description="Train MSU-Net on a dataset package.")
-    ap.add_argument("--dataset", required=True, help="dataset package folder")
-    ap.add_argument("--out", required=True, help="run folder (checkpoint, card, log, curve)")
-    ap.add_argument("--variant", default="full", choices=VARIANTS)
-    ap.add_argument("--encoder", default="swin_tiny")
-    ap.add_argument("--encoder-checkpoint", default=None,
-                    help="local encoder weights (never downloaded)")
-    ap.add_argument("--epochs", type=int, default=30)
-    ap.add_argument("--batch-size", type=int, default=20)
-    ap.add_argument("--img-size", type=int, default=256)
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--resume", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--weight-decay", type=float, default=1e-2)
-    ap.add_argument("--warmup-epochs", type=float, default=1.0)
-    ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop (evaluate and save) once this much wall time has passed")
-    ap.add_argument("--gradnorm-alpha", type=float, default=0.0,
-                    help="GradNorm's alpha (paper default 1.5; see TrainConfig)")
-    ap.add_argument("--no-gradnorm", dest="gradnorm", action="store_false",
-                    help="fixed equal task weights instead of GradNorm (diagnostic)")
-    ap.add_argument("--gradnorm-lr", type=float, default=1e-3,
-                    help="learning rate of GradNorm's task-weight optimiser")
-    ap.add_argument("--gradnorm-min-weight", type=float, default=0.1,
-                    help="floor of each GradNorm task weight (weights sum to the task count)")
-    ap.add_argument("--k-local", type=int, default=8, help="local patches per block at eval")
-    ap.add_argument("--eval-every", type=int, default=1,
-                    help="evaluate on the test split every N epochs (always after the last)")
-    ap.add_argument("--num-workers", type=int, default=0)
-    ap.add_argument("--augment-scope", default="rare", choices=["rare", "all", "none"])
-    ap.add_argument("--rare-oversample", type=int, default=3)
-    ap.add_argument("--no-pure-always", dest="pure_always", action="store_false",
-                    default=None, help="augment PSG pure images only as --augment-scope says "
-                    "(default: always)")
-    ap.add_argument("--pure-sampling", choices=["balanced", "uniform"], default=None,
-                    help="PSG pure images: as the data has them (default) or class-balanced")
-    ap.add_argument("--pure-fraction", type=float, default=1.0,
-                    help="PSG pure images per step as a share of the batch size")
-    ap.add_argument("--verify-dataset", action="store_true", help="check SHA256SUMS first")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch CPU threads (default: torch's). On a busy shared CPU use 1: "
-                         "measured here under load ~7 on 2 cores, a 64 px full-model step "
-                         "took 0.3 s with 1 thread and 4-10 s with 2")
-    ap.add_argument("--model", dest="model_kwargs", action="append", default=None,
-                    metavar="KEY=VALUE",
-                    help="an MSUNetConfig field, e.g. --model token_pool=all "
-                         "--model local_gate_init=1.0 (repeatable)")
-    ap.add_argument("--no-progress", action="store_true")
+    add_train_arguments(ap)
     return ap
 
 
@@ -685,10 +742,6 @@ def parse_model_kwargs(items: list[str] | None) -> dict:
     return out
 
 
-def config_from_args(a: argparse.Namespace) -> TrainConfig:
-    a = argparse.Namespace(**vars(a))
-    a.model_kwargs = parse_model_kwargs(a.model_kwargs) if a.model_kwargs else None
-    return TrainConfig.from_any(a)
 
 
 def main(argv=None) -> int:

@@ -10,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from annotator import selectors, services
+from annotator.idempotency import RequestIdReused
 from annotator.splits import SplitError
 
 
@@ -23,7 +24,7 @@ def domain_exception_handler(exc, context):
             {"detail": "This split was changed elsewhere since you opened it; reload to see the saved one.",
              "current": AnnotationSerializer(exc.current).data if exc.current else None},
             status=status.HTTP_409_CONFLICT)
-    elif isinstance(exc, services.RequestIdReused):
+    elif isinstance(exc, RequestIdReused):
         return Response({"detail": str(exc), "request_id": ["already used for a different request."]},
                         status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     elif isinstance(exc, PermissionError):  # services.Revoked and other refusals by the domain

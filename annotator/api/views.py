@@ -9,15 +9,13 @@ import math
 import re
 
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotator import selectors, services
-from annotator.models import StreetBlock
 
 from .permissions import IsAdminRole, IsReviewerRole
 from .serializers import (
@@ -30,6 +28,7 @@ from .serializers import (
     ReviewBlockSerializer,
     SaveAnnotationSerializer,
     classes_payload,
+    feature_collection,
     review_block_payload,
 )
 from .serializers import (  # response shapes for the schema
@@ -67,25 +66,9 @@ def errors(*codes: int) -> dict:
     return {code: _ERROR_RESPONSES[code] for code in codes}
 
 
-def _campaign_for(request, campaign_id: int):
-    campaign = selectors.campaigns_for(request.user).filter(pk=campaign_id).first()
-    if campaign is None:
-        raise NotFound("campaign not found")
-    return campaign
-
-
-def _assignment_for(request, assignment_id: int):
-    try:
-        return selectors.my_assignment(request.user, assignment_id)
-    except selectors.NotFound:
-        raise NotFound("assignment not found") from None
-
-
 def _assignment_payload(request, assignment) -> dict:
     """My assignment with the model's split where the round shows one; showing it is audited."""
-    from annotator.assist import suggestion_for
-
-    suggestion = suggestion_for(assignment)
+    suggestion = selectors.suggestion_for(assignment)
     if suggestion is not None:
         services.record_suggestion_shown(assignment, request.user, suggestion.model_version)
     return AssignmentSerializer(assignment, context={"suggestion": suggestion}).data
@@ -107,7 +90,7 @@ class CampaignListView(APIView):
 class CampaignDetailView(APIView):
     @extend_schema(responses={200: CampaignSerializer, **errors(403, 404)})
     def get(self, request, campaign_id: int):
-        campaign = _campaign_for(request, campaign_id)
+        campaign = selectors.campaign_for(request.user, campaign_id)
         extent = selectors.campaign_extent(campaign)
         return Response(CampaignSerializer(campaign, context={"extent": extent}).data)
 
@@ -123,10 +106,10 @@ class CampaignBlocksView(APIView):
         responses={(200, "application/geo+json"): BlocksFeatureCollectionSerializer, **errors(400, 403, 404)},
     )
     def get(self, request, campaign_id: int):
-        campaign = _campaign_for(request, campaign_id)
+        campaign = selectors.campaign_for(request.user, campaign_id)
         bbox = _parse_bbox(request.query_params.get("bbox"))
         zoom = _parse_int(request.query_params.get("zoom"), "zoom", 0, 24)
-        body = selectors.blocks_geojson(request.user, campaign, bbox, zoom)
+        body = feature_collection(selectors.my_block_layer(request.user, campaign, bbox, zoom))
         return HttpResponse(body, content_type="application/geo+json")
 
 
@@ -134,7 +117,7 @@ class ProgressView(APIView):
     @extend_schema(responses={200: ProgressSerializer, **errors(403, 404)},
                    summary="My progress: assigned, submitted, drafts, to do")
     def get(self, request, campaign_id: int):
-        campaign = _campaign_for(request, campaign_id)
+        campaign = selectors.campaign_for(request.user, campaign_id)
         return Response(selectors.my_progress(request.user, campaign))
 
 
@@ -147,7 +130,7 @@ class NextAssignmentView(APIView):
         summary="My next block: drafts first, then the next to do; 204 when all are submitted",
     )
     def get(self, request, campaign_id: int):
-        campaign = _campaign_for(request, campaign_id)
+        campaign = selectors.campaign_for(request.user, campaign_id)
         after = _parse_int(request.query_params.get("after"), "after", 0, None)
         assignment = selectors.next_assignment(request.user, campaign, after_block_id=after)
         if assignment is None:
@@ -159,7 +142,7 @@ class AssignmentView(APIView):
     @extend_schema(responses={200: AssignmentSerializer, **errors(403, 404)},
                    summary="One of my assignments, with my own split")
     def get(self, request, assignment_id: int):
-        return Response(_assignment_payload(request, _assignment_for(request, assignment_id)))
+        return Response(_assignment_payload(request, selectors.my_assignment(request.user, assignment_id)))
 
 
 class AnnotationSaveView(APIView):
@@ -169,7 +152,7 @@ class AnnotationSaveView(APIView):
         summary="Save my split (draft, or submit=true): idempotent by request_id, 409 on a stale version",
     )
     def put(self, request, assignment_id: int):
-        assignment = _assignment_for(request, assignment_id)
+        assignment = selectors.my_assignment(request.user, assignment_id)
         data = SaveAnnotationSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -189,7 +172,7 @@ class BlockHistoryView(APIView):
     @extend_schema(responses={200: AuditEntrySerializer(many=True), **errors(403, 404)},
                    summary="Audit history of a block (admins)")
     def get(self, request, block_id: int):
-        block = get_object_or_404(StreetBlock, pk=block_id)
+        block = selectors.block_with_campaign(block_id)
         return Response(AuditEntrySerializer(selectors.audit_history(block), many=True).data)
 
 
@@ -230,31 +213,18 @@ class ReviewQueueView(APIView):
     @extend_schema(responses={200: ReviewQueueRowSerializer(many=True), **errors(403, 404)},
                    summary="Released blocks to review, disputed first, at most 500 (reviewers)")
     def get(self, request, campaign_id: int):
-        campaign = _campaign_for(request, campaign_id)
-        if not selectors.is_reviewer(request.user, campaign):
-            raise NotFound("campaign not found")
-        rows = selectors.review_queue(campaign).values("id", "block_key", "status", "agreement_tv",
-                                                        "dominant_agrees")[:500]
-        return Response(list(rows))
+        campaign = selectors.campaign_for(request.user, campaign_id, reviewing=True)
+        rows = selectors.review_queue_rows(campaign)[:500]
+        return Response(ReviewQueueRowSerializer(rows, many=True).data)
 
 
 class ReviewBlockView(APIView):
     permission_classes = [IsReviewerRole]
 
-    def _block(self, request, block_id):
-        try:
-            block = selectors.released_block(block_id)
-        except selectors.NotFound:
-            raise NotFound("block not found or not released for review") from None
-        if not selectors.is_reviewer(request.user, block.campaign) or not selectors.may_see_block_labels(
-                request.user, block):
-            raise NotFound("block not found or not released for review")
-        return block
-
     @extend_schema(responses={200: ReviewBlockSerializer, **errors(403, 404)},
                    summary="A released block with all splits side by side")
     def get(self, request, block_id: int):
-        block = self._block(request, block_id)
+        block = selectors.reviewable_block(request.user, block_id)
         return Response(review_block_payload(block, selectors.block_splits(block)))
 
     @extend_schema(request=AdjudicateSerializer, responses={200: ReviewBlockSerializer, **errors(400, 403, 404, 422)},
@@ -262,7 +232,7 @@ class ReviewBlockView(APIView):
     def post(self, request, block_id: int):
         from annotator import curation
 
-        block = self._block(request, block_id)
+        block = selectors.reviewable_block(request.user, block_id)
         data = AdjudicateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -284,26 +254,14 @@ class FractionsLayerView(APIView):
         responses={(200, "application/geo+json"): FractionsFeatureCollectionSerializer, **errors(400, 403, 404)},
     )
     def get(self, request, campaign_id: int):
-        import json as _json
-
-        from lcz_model.classes import KEYS
-
-        campaign = _campaign_for(request, campaign_id)
-        if not selectors.is_reviewer(request.user, campaign):
-            raise NotFound("campaign not found")
+        campaign = selectors.campaign_for(request.user, campaign_id, reviewing=True)
         source = request.query_params.get("source") or "consensus"
-        if source != "consensus" and source not in selectors.model_versions(campaign):
-            raise ValidationError({"source": [f"unknown model_version; known: {selectors.model_versions(campaign)}"]})
+        versions = selectors.model_versions(campaign)
+        if source != "consensus" and source not in versions:
+            raise ValidationError({"source": [f"unknown model_version; known: {versions}"]})
         rows = selectors.fraction_rows(campaign, source, _parse_bbox(request.query_params.get("bbox")),
                                        hidden=selectors.blind_pending_block_ids(request.user, campaign))
         if source != "consensus" and rows:
             services.record_predictions_shown(campaign, request.user, source, [r[0] for r in rows])
-        parts = []
-        for pk, key, permille, gj in rows:
-            dominant = max(range(len(permille)), key=permille.__getitem__)
-            props = _json.dumps({"block_key": key, "dominant": KEYS[dominant], **dict(zip(KEYS, permille))},
-                                separators=(",", ":"))
-            parts.append(f'{{"type":"Feature","id":{pk},"geometry":{gj},"properties":{props}}}')
-        body = ('{"type":"FeatureCollection","source":' + _json.dumps(source) + ',"model_versions":'
-                + _json.dumps(selectors.model_versions(campaign)) + ',"features":[' + ",".join(parts) + "]}")
+        body = feature_collection(selectors.fraction_layer(rows), source=source, model_versions=versions)
         return HttpResponse(body, content_type="application/geo+json")

@@ -1,7 +1,7 @@
 """`export_dataset`: a campaign's curated labels as a dataset package (design/dataset-package.md).
 
 Reads through selectors, cuts chips with lcz_model.chips (the function inference reuses) and
-writes through lcz_model.package_writer (atomic, deterministic, SHA256SUMS).
+writes with lcz_model.package_writer.write_package (atomic, deterministic, SHA256SUMS).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from django.db.models import Max
 from annotator import selectors
 from annotator.models import Annotation, Assignment, Campaign, ImageryScene, StreetBlock
 from lcz_model import package_writer as pw
-from lcz_model.classes import CLASSES, KEYS
+from lcz_model.classes import CLASSES
 
 ODBL = "https://opendatacommons.org/licenses/odbl/1-0/"
 LABELS_LICENCE = "CC-BY-4.0"
@@ -77,38 +77,40 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
     if no_scene:
         raise ExportError(f"{len(no_scene)} labelled blocks have no imagery scene (e.g. {no_scene[0]}); "
                           "import imagery covering them with `manage.py import_imagery` first.")
-    with pw.atomic_package_dir(out) as pkg:
+    report = ExportReport(path=out, n_blocks=0, n_train=0, n_test=0, left_out_bad_imagery=bad_imagery)
+
+    def contents(pkg: Path) -> pw.PackageContents:
         kept, dropped = _write_chips(blocks, pkg, opts, progress)
         if not kept:
             raise ExportError("no block has any imagery inside its outline; nothing to export.")
         train, test = assign_splits(kept, opts)
         split_of = {b: "train" for b in train} | {b: "test" for b in test}
-        ids = [b.key for b in kept]
         permille = np.stack([b.permille for b in kept])
-        pw.write_text(pkg / "labels.csv", pw.labels_csv_text(ids, permille))
-        pw.write_splits(pkg, train, test)
-        _write_blocks_gpkg(pkg, campaign, kept, split_of)
         pseudonyms = _pseudonyms(campaign)
-        _write_annotations_csv(pkg, kept, pseudonyms)
         figures = _agreement_figures(campaign, pseudonyms)
-        pw.write_text(pkg / "agreement.json", pw.json_text(figures))
         published = _date_published(campaign)
         scenes = {s.pk: s for s in selectors.scenes_of(campaign)}
         used_scenes = [scenes[i] for i in sorted({b.scene_id for b in kept})]
-        pw.write_text(pkg / "LICENSE", _licence_text(campaign, used_scenes))
-        pw.write_text(pkg / "CITATION.cff", _citation(campaign, opts, published))
-        pw.write_text(pkg / "README.md", _datacard(campaign, opts, kept, split_of, permille, figures,
-                                                    bad_imagery, dropped, used_scenes, published, out.name))
-        croissant = pw.croissant_metadata(
-            pkg, name=out.name, description=f"Mixed Local Climate Zone fractions for {len(kept)} street blocks "
-            f"of {campaign.city}, labelled by interpreters in lcz-annotator.", license_url=LABELS_LICENCE_URL,
-            url=f"https://example.org/datasets/{out.name}", version=opts.dataset_version,
-            date_published=published[:10], cite_as=_cite_as(campaign, opts, published))
-        pw.write_text(pkg / "croissant.json", pw.json_text(croissant))
-        pw.finish_package(pkg)
-    zip_path = pw.zip_package(out) if opts.zip else None
-    return ExportReport(path=out, n_blocks=len(kept), n_train=len(train), n_test=len(test),
-                        left_out_bad_imagery=bad_imagery, left_out_no_chips=dropped, zip_path=zip_path)
+        report.n_blocks, report.n_train, report.n_test = len(kept), len(train), len(test)
+        report.left_out_no_chips = dropped
+        return pw.PackageContents(
+            block_ids=[b.key for b in kept], permille=permille, splits={"train": train, "test": test},
+            readme=_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery, dropped,
+                             used_scenes, published, out.name),
+            licence=_licence_text(campaign, used_scenes),
+            citation=_citation(campaign, opts, published),
+            blocks=_blocks_frame(campaign, kept),
+            annotations=_annotation_rows(kept, pseudonyms),
+            agreement=figures,
+            croissant=dict(
+                name=out.name, description=f"Mixed Local Climate Zone fractions for {len(kept)} street blocks "
+                f"of {campaign.city}, labelled by interpreters in lcz-annotator.", license_url=LABELS_LICENCE_URL,
+                url=f"https://example.org/datasets/{out.name}", version=opts.dataset_version,
+                date_published=published[:10], cite_as=_cite_as(campaign, opts, published)))
+
+    pw.write_package(out, contents)
+    report.zip_path = pw.zip_package(out) if opts.zip else None
+    return report
 
 
 def _check_arguments(out: Path, opts: ExportOptions) -> None:
@@ -198,22 +200,15 @@ def assign_splits(blocks: list[_Block], opts: ExportOptions) -> tuple[list[str],
     return train, sorted(test)
 
 
-def _write_blocks_gpkg(pkg: Path, campaign: Campaign, blocks: list[_Block], split_of: dict) -> None:
-    pm = np.stack([b.permille for b in blocks])
-    gdf = gpd.GeoDataFrame({
-        "block_id": [b.key for b in blocks],
+def _blocks_frame(campaign: Campaign, blocks: list[_Block]) -> gpd.GeoDataFrame:
+    """blocks.gpkg's own columns and geometry (the writer adds ids, split and fractions)."""
+    return gpd.GeoDataFrame({
         "city": campaign.city,
         "scene_id": [b.scene_id for b in blocks],
-        "crs": "EPSG:4326",
-        "split": [split_of[b.key] for b in blocks],
         "area_m2": [round(b.area_m2, 3) for b in blocks],
-        "pure": pm.max(axis=1) == 1000,
-        "dominant": [KEYS[i] for i in pm.argmax(axis=1)],
         "n_annotations": [b.n_annotations for b in blocks],
         "agreement": [np.nan if b.agreement_tv is None else b.agreement_tv for b in blocks],
-        **{k: pm[:, j] / 1000.0 for j, k in enumerate(KEYS)},
     }, geometry=[b.geom for b in blocks], crs="EPSG:4326")
-    gdf.to_file(pkg / "blocks.gpkg", layer="blocks", driver="GPKG")
 
 
 def _pseudonyms(campaign: Campaign) -> dict[int, str]:
@@ -222,22 +217,15 @@ def _pseudonyms(campaign: Campaign) -> dict[int, str]:
     return {uid: f"interpreter-{i + 1:02d}" for i, uid in enumerate(ids)}
 
 
-def _write_annotations_csv(pkg: Path, blocks: list[_Block], pseudonyms: dict[int, str]) -> None:
-    import csv
-    import io
-
+def _annotation_rows(blocks: list[_Block], pseudonyms: dict[int, str]) -> list[tuple]:
+    """annotations.csv rows: every submitted split of the exported blocks, sorted."""
     key_of = {b.pk: b.key for b in blocks}
     rows = Assignment.objects.filter(block_id__in=key_of, status=Assignment.Status.SUBMITTED).values_list(
         "block_id", "interpreter_id", "round", "annotation__permille", "annotation__confidence",
         "annotation__flags", "annotation__submitted_at")
     lines = sorted((key_of[b], pseudonyms[u], r, p, c, f, t) for b, u, r, p, c, f, t in rows)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["block_id", "annotator", "round", *KEYS, "confidence", "flags", "submitted_at"])
-    for key, who, rnd, permille, conf, flags, at in lines:
-        w.writerow([key, who, rnd, *(pw.format_fraction(v) for v in permille), "" if conf is None else conf,
-                    ";".join(sorted(flags or [])), at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else ""])
-    pw.write_text(pkg / "annotations.csv", buf.getvalue())
+    return [(key, who, rnd, permille, conf, flags, at.strftime("%Y-%m-%dT%H:%M:%SZ") if at else "")
+            for key, who, rnd, permille, conf, flags, at in lines]
 
 
 def _agreement_figures(campaign: Campaign, pseudonyms: dict[int, str]) -> dict:

@@ -1,5 +1,9 @@
 """`import_dataset`: read a dataset package back into a campaign (blocks with their final labels).
 
+A service home (see annotator.services). Writes: the package's new blocks (final and consensus
+split, train/test split, the scene by annotator.ingest.scenes) and one audit event, in one
+transaction.
+
 A package may come from anyone, so it is checked in full before the database is touched, in an
 order that never opens what should not be opened: the folder's entries first (symbolic links,
 named pipes, devices and sockets are refused before any file is read: a pipe would block),
@@ -27,6 +31,7 @@ from shapely.errors import GEOSException
 
 from annotator import selectors
 from annotator.ingest.blocks import block_key
+from annotator.ingest.scenes import SceneChooser
 from annotator.models import AuditEvent, Campaign, StreetBlock
 from lcz_model.classes import KEYS
 from lcz_model.package import SUM_TOLERANCE, BlockRecord, Package, PackageError, read_package
@@ -79,7 +84,7 @@ def import_dataset(campaign: Campaign, path: str | Path, *, actor=None) -> Impor
 
 
 def _store(campaign: Campaign, rows: list[_Row], path, actor) -> ImportReport:
-    scenes = list(selectors.scenes_of(campaign))
+    scenes = SceneChooser(selectors.scenes_of(campaign))
     with transaction.atomic():
         known = selectors.existing_block_keys(campaign, [r.record.block_id for r in rows])
         new = []
@@ -88,10 +93,9 @@ def _store(campaign: Campaign, rows: list[_Row], path, actor) -> ImportReport:
             if b.block_id in known:
                 continue
             permille = [int(v) for v in fractions_to_permille(b.fractions)[0]]
-            scene = next((s for s in scenes if s.footprint.intersects(r.geom)), None)
             new.append(StreetBlock(
                 campaign=campaign, block_key=b.block_id or block_key(r.geom), geom=r.geom, area_m2=r.area_m2,
-                source=StreetBlock.Source.POLYGONS, scene=scene, status=StreetBlock.Status.COMPLETE,
+                source=StreetBlock.Source.POLYGONS, scene=scenes.scene_for(r.geom), status=StreetBlock.Status.COMPLETE,
                 consensus=permille, final_permille=permille, agreement_tv=r.agreement_tv, split=b.split or "",
             ))
         StreetBlock.objects.bulk_create(new, batch_size=2000)

@@ -5,8 +5,6 @@ its block (consensus labels or a model's predictions); pixels outside every bloc
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from rasterio.transform import from_origin
 
 from annotator import selectors
 from annotator.models import Campaign
+from lcz_model.atomic import atomic_dir
 from lcz_model.classes import CLASSES
 
 NODATA = -1.0
@@ -60,11 +59,8 @@ def export_maps(campaign: Campaign, source: str, out: str | Path, *, resolution:
     index = rasterize(((g, i + 1) for i, g in enumerate(geoms_m.values)), out_shape=(height, width),
                       transform=transform, fill=0, dtype="int32", all_touched=False)
     inside = index > 0
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     files = []
-    try:
+    with atomic_dir(out) as tmp:
         profile = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform)
         for c in CLASSES:
             band = np.full((height, width), NODATA, dtype=np.float32)
@@ -81,9 +77,6 @@ def export_maps(campaign: Campaign, source: str, out: str | Path, *, resolution:
         files.append("dominant.tif")
         _overview_png(tmp / "overview.png", dominant, fractions, campaign, source)
         files.append("overview.png")
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return MapReport(out=out, n_blocks=len(rows), crs=crs.to_string(), shape=(height, width), files=files)
 
 

@@ -9,7 +9,6 @@ import hashlib
 import math
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,8 @@ from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.windows import Window
 from shapely.geometry import Polygon, box
+
+from lcz_model.atomic import atomic_file
 
 from .errors import IngestError
 
@@ -183,34 +184,29 @@ def write_cog(src_path: str | os.PathLike, dst_path: str | os.PathLike) -> Path:
 
     dst_path = Path(dst_path)
     made = _missing_parents(dst_path.parent)
-    tmp, done = None, False
+    done = False
     try:
-        dst_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".tif", dir=dst_path.parent, prefix=".cog-")
-        os.close(fd)
-        profile = cog_profiles.get("deflate")
-        profile.update(blockxsize=512, blockysize=512, predictor=2)
-        try:
-            with rasterio.open(src_path) as src:
-                tags = src.tags()
-            cog_translate(
-                str(src_path), tmp, profile, indexes=(1, 2, 3), overview_resampling="average",
-                additional_cog_metadata=tags, quiet=True, in_memory=False,
-            )
-            valid, errors, _warnings = cog_validate(tmp, quiet=True)
-        except (RasterioError, CPLE_BaseError) as exc:  # pixels that do not decode, mostly
-            raise _corrupt(src_path, exc) from None
-        if not valid:
-            raise IngestError(f"{src_path}: writing a valid COG failed: {'; '.join(errors)}")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600: the web server may run as another user
-        os.replace(tmp, dst_path)
+        with atomic_file(dst_path) as tmp:
+            profile = cog_profiles.get("deflate")
+            profile.update(blockxsize=512, blockysize=512, predictor=2)
+            try:
+                with rasterio.open(src_path) as src:
+                    tags = src.tags()
+                cog_translate(
+                    str(src_path), str(tmp), profile, indexes=(1, 2, 3), overview_resampling="average",
+                    additional_cog_metadata=tags, quiet=True, in_memory=False,
+                )
+                valid, errors, _warnings = cog_validate(str(tmp), quiet=True)
+            except (RasterioError, CPLE_BaseError) as exc:  # pixels that do not decode, mostly
+                raise _corrupt(src_path, exc) from None
+            if not valid:
+                raise IngestError(f"{src_path}: writing a valid COG failed: {'; '.join(errors)}")
+            os.chmod(tmp, 0o644)  # whatever the umask: the web server may run as another user
         done = True
     except OSError as exc:
         raise IngestError(f"{dst_path}: writing the COG failed ({exc.strerror or exc}); check the free space "
                           "and the permissions of MEDIA_ROOT.") from None
     finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
         if not done:
             _remove_empty(made)
     return dst_path

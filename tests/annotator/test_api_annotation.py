@@ -1,7 +1,6 @@
 """The annotation API: validation, blind labelling, idempotence, optimistic concurrency, permissions."""
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 
@@ -11,25 +10,9 @@ from django.db import connection
 
 from annotator.models import Annotation, Assignment, AuditEvent, StreetBlock
 from lcz_model.classes import KEYS
+from tests.annotator.helpers import first_assignment, save, split
 
 pytestmark = pytest.mark.django_db
-
-
-def split(**per_mille) -> dict:
-    out = {k: 0 for k in KEYS}
-    out.update(per_mille)
-    return out
-
-
-def first_assignment(user) -> Assignment:
-    return Assignment.objects.filter(interpreter=user).order_by("block_id").first()
-
-
-def save(client, assignment_id, *, version=0, split_=None, submit=False, request_id=None, **extra):
-    body = {"request_id": str(request_id or uuid.uuid4()), "version": version,
-            "split": split_ if split_ is not None else split(lcz_6=600, lcz_b=400), "submit": submit, **extra}
-    return client.put(f"/api/assignments/{assignment_id}/annotation/", data=json.dumps(body),
-                      content_type="application/json")
 
 
 # --- assignment -----------------------------------------------------------------------------
@@ -70,7 +53,7 @@ def test_assign_command_is_idempotent_and_warns_when_short(team, campaign, capsy
 )
 def test_bad_splits_rejected_with_the_field_named(team, api_as, bad_split, field, text):
     a = first_assignment(team["ann"])
-    response = save(api_as(team["ann"]), a.pk, split_=bad_split, submit=True)
+    response = save(api_as(team["ann"]), a.pk, split=bad_split, submit=True)
     assert response.status_code == 400, response.content
     assert field in response.json() and text in " ".join(response.json()[field])
     assert not Annotation.objects.exists() and not AuditEvent.objects.filter(action="submit").exists()
@@ -84,12 +67,12 @@ def test_extra_top_level_fields_rejected(team, api_as):
 
 def test_draft_may_be_incomplete_but_submission_must_sum_to_1000(team, api_as):
     client, a = api_as(team["ann"]), first_assignment(team["ann"])
-    draft = save(client, a.pk, split_=split(lcz_6=300))
+    draft = save(client, a.pk, split=split(lcz_6=300))
     assert draft.status_code == 200 and draft.json()["version"] == 1 and not draft.json()["submitted"]
     assert Assignment.objects.get(pk=a.pk).status == "draft"
-    refused = save(client, a.pk, version=1, split_=split(lcz_6=950), submit=True)
+    refused = save(client, a.pk, version=1, split=split(lcz_6=950), submit=True)
     assert refused.status_code == 400 and "short by 50" in refused.json()["split"][0]
-    ok = save(client, a.pk, version=1, split_=split(lcz_6=950, lcz_d=50), submit=True,
+    ok = save(client, a.pk, version=1, split=split(lcz_6=950, lcz_d=50), submit=True,
               confidence=4, flags=["cloud_shadow"], comment="haze in the north")
     assert ok.status_code == 200 and ok.json()["submitted"] and ok.json()["version"] == 2
     stored = Annotation.objects.get(assignment=a)
@@ -112,8 +95,8 @@ def test_retried_save_is_applied_once(team, api_as):
 
 def test_stale_write_gets_409_with_the_current_split(team, api_as):
     client, a = api_as(team["ann"]), first_assignment(team["ann"])
-    assert save(client, a.pk, version=0, split_=split(lcz_6=1000)).status_code == 200
-    stale = save(client, a.pk, version=0, split_=split(lcz_b=1000))  # another tab, opened before
+    assert save(client, a.pk, version=0, split=split(lcz_6=1000)).status_code == 200
+    stale = save(client, a.pk, version=0, split=split(lcz_b=1000))  # another tab, opened before
     assert stale.status_code == 409
     assert stale.json()["current"]["split"]["lcz_6"] == 1000 and stale.json()["current"]["version"] == 1
     assert Annotation.objects.get(assignment=a).permille[KEYS.index("lcz_6")] == 1000
@@ -121,8 +104,8 @@ def test_stale_write_gets_409_with_the_current_split(team, api_as):
 
 def test_every_change_is_in_the_audit_history_for_admins(team, api_as):
     client, a = api_as(team["ann"]), first_assignment(team["ann"])
-    save(client, a.pk, split_=split(lcz_6=300))
-    save(client, a.pk, version=1, split_=split(lcz_6=700, lcz_b=300), submit=True)
+    save(client, a.pk, split=split(lcz_6=300))
+    save(client, a.pk, version=1, split=split(lcz_6=700, lcz_b=300), submit=True)
     history = api_as(team["adm"]).get(f"/api/blocks/{a.block_id}/history/")
     assert history.status_code == 200
     events = [e for e in history.json() if e["action"] in ("save_draft", "submit")]
@@ -178,7 +161,7 @@ def test_no_endpoint_reveals_another_interpreters_split(team, campaign, api_as, 
     ann_assignment = first_assignment(team["ann"])
     block = ann_assignment.block
     secret = split(lcz_7=777, lcz_f=223)
-    r = save(api_as(team["ann"]), ann_assignment.pk, split_=secret, submit=True, comment="SECRET-NOTE-ann")
+    r = save(api_as(team["ann"]), ann_assignment.pk, split=secret, submit=True, comment="SECRET-NOTE-ann")
     assert r.status_code == 200
     bob_assignment = Assignment.objects.filter(interpreter=team["bob"], block=block).first()
     other_block_of_ann = Assignment.objects.filter(interpreter=team["ann"]).exclude(pk=ann_assignment.pk).first()
@@ -195,9 +178,9 @@ def test_no_endpoint_reveals_another_interpreters_split(team, campaign, api_as, 
     # ann's assignment does not exist for bob: reading or writing it is a 404, the same as a made-up id
     assert bob.get(f"/api/assignments/{ann_assignment.pk}/").status_code == 404
     assert bob.get("/api/assignments/999999/").status_code == 404
-    w = save(bob, ann_assignment.pk, split_=split(lcz_a=1000), submit=True)
+    w = save(bob, ann_assignment.pk, split=split(lcz_a=1000), submit=True)
     assert w.status_code == 404 and "lcz_7" not in w.content.decode()
-    assert save(bob, other_block_of_ann.pk, split_=split(lcz_a=1000)).status_code == 404
+    assert save(bob, other_block_of_ann.pk, split=split(lcz_a=1000)).status_code == 404
     # bob's own assignment of the same block starts empty, whatever ann did
     if bob_assignment is not None:
         mine = bob.get(f"/api/assignments/{bob_assignment.pk}/").json()
@@ -221,11 +204,11 @@ def test_block_completes_when_all_three_submit(team, api_as):
     block = first_assignment(team["ann"]).block
     for a in Assignment.objects.filter(block=block):
         user = a.interpreter
-        assert save(api_as(user), a.pk, split_=split(lcz_6=600, lcz_b=400), submit=True).status_code == 200
+        assert save(api_as(user), a.pk, split=split(lcz_6=600, lcz_b=400), submit=True).status_code == 200
     block.refresh_from_db()
     assert block.status == StreetBlock.Status.COMPLETE
     a = Assignment.objects.filter(block=block).first()
-    late = save(api_as(a.interpreter), a.pk, version=1, split_=split(lcz_6=1000), submit=True)
+    late = save(api_as(a.interpreter), a.pk, version=1, split=split(lcz_6=1000), submit=True)
     assert late.status_code == 400 and "in review" in late.json()["split"][0]
 
 
@@ -235,7 +218,7 @@ def test_next_resumes_drafts_first_then_follows_on(team, campaign, api_as):
     client = api_as(team["ann"])
     mine = list(Assignment.objects.filter(interpreter=team["ann"]).order_by("block_id"))
     assert client.get(f"/api/campaigns/{campaign.pk}/next/").json()["id"] == mine[0].pk
-    save(client, mine[1].pk, split_=split(lcz_6=100))  # a draft
+    save(client, mine[1].pk, split=split(lcz_6=100))  # a draft
     assert client.get(f"/api/campaigns/{campaign.pk}/next/").json()["id"] == mine[1].pk
     save(client, mine[1].pk, version=1, submit=True)
     nxt = client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()
@@ -251,8 +234,8 @@ def test_next_resumes_drafts_first_then_follows_on(team, campaign, api_as):
 def test_next_never_hands_back_the_block_just_done(team, campaign, api_as):
     client = api_as(team["ann"])
     mine = list(Assignment.objects.filter(interpreter=team["ann"]).order_by("block_id"))
-    save(client, mine[0].pk, split_=split(lcz_6=100))  # drafts on the first two blocks
-    save(client, mine[1].pk, split_=split(lcz_6=100))
+    save(client, mine[0].pk, split=split(lcz_6=100))  # drafts on the first two blocks
+    save(client, mine[1].pk, split=split(lcz_6=100))
     assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[0].block_id}").json()["id"] == mine[1].pk
     assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()["id"] == mine[0].pk
 
@@ -260,7 +243,7 @@ def test_next_never_hands_back_the_block_just_done(team, campaign, api_as):
 def test_submitted_split_cannot_go_back_to_a_draft(team, api_as):
     client, a = api_as(team["ann"]), first_assignment(team["ann"])
     assert save(client, a.pk, submit=True).status_code == 200
-    back = save(client, a.pk, version=1, split_=split(lcz_6=300), submit=False)
+    back = save(client, a.pk, version=1, split=split(lcz_6=300), submit=False)
     assert back.status_code == 400 and "already submitted" in back.json()["submit"][0]
     assert sum(Annotation.objects.get(assignment=a).permille) == 1000
 

@@ -35,7 +35,7 @@ from schemathesis.specs.openapi.checks import (
 
 from annotator import services
 from annotator.models import Assignment, StreetBlock
-from tests.annotator.test_api_annotation import save, split
+from tests.annotator.helpers import split, submit_block
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -66,9 +66,7 @@ def world(team, campaign, api_as):
     blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
     for block, shares in ((blocks[0], [split(lcz_6=1000), split(lcz_8=1000), split(lcz_e=1000)]),
                           (blocks[1], [split(lcz_6=600, lcz_b=400)] * 3)):
-        for a, share in zip(Assignment.objects.filter(block=block).select_related("interpreter").order_by("id"),
-                            shares):
-            assert save(api_as(a.interpreter), a.pk, split_=share, submit=True).status_code == 200
+        submit_block(block, shares, client_for=api_as)
     other, _ = services.create_campaign("Nobody's campaign", city="Turku", imagery_licence="CC0")
     ids = {
         "campaign_id": [campaign.pk, other.pk],

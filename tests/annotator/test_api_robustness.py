@@ -14,8 +14,8 @@ import pytest
 from django.contrib.staticfiles import finders
 from django.test import Client
 
-from annotator.models import Assignment, StreetBlock
-from tests.annotator.test_api_annotation import first_assignment, save, split
+from annotator.models import StreetBlock
+from tests.annotator.helpers import first_assignment, save, split, submit_block
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +35,7 @@ def deep_object(depth: int = DEEP) -> str:
 def disputed_block(team, api_as):
     """A released (disputed) block: three interpreters who disagree completely."""
     block = StreetBlock.objects.order_by("id").first()
-    shares = iter([split(lcz_6=1000), split(lcz_8=1000), split(lcz_e=1000)])
-    for a in Assignment.objects.filter(block=block).select_related("interpreter").order_by("id"):
-        r = save(api_as(a.interpreter), a.pk, split_=next(shares), submit=True)
-        assert r.status_code == 200, r.content
+    submit_block(block, [split(lcz_6=1000), split(lcz_8=1000), split(lcz_e=1000)], client_for=api_as)
     block.refresh_from_db()
     assert block.status == StreetBlock.Status.DISPUTED
     return block

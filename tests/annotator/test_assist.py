@@ -8,16 +8,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
-from annotator import assist, services
+from annotator import assist, prediction_jobs, services
 from annotator.models import Annotation, Assignment, Prediction, PredictionJob, StreetBlock
 from config.celery import app as celery_app
-from lcz_model.classes import KEYS
+from tests.annotator.helpers import save, split, submit_block
 from tests.conftest import grid_roads
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,7 +68,7 @@ def test_predict_blocks_stores_one_prediction_per_block(predicted, tiny_checkpoi
     assert all(sum(p.permille) == 1000 and min(p.permille) >= 0 for p in preds)
     assert all(p.model_version == "tiny-test-v1" and p.entropy >= 0 and p.bald >= -1e-9 for p in preds)
     job = PredictionJob.objects.get()
-    assert job.status == "done" and assist.job_progress(job)["done"] == 4
+    assert job.status == "done" and prediction_jobs.job_progress(job)["done"] == 4
     assert campaign.active_model_version == "tiny-test-v1"
     call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
     assert Prediction.objects.count() == 4  # idempotent per (block, model_version)
@@ -100,15 +99,10 @@ def test_assisted_round_shows_the_model_split_and_records_provenance(predicted, 
     view = client.get(f"/api/assignments/{first.pk}/").json()
     assert view["suggestion"]["model_version"] == "tiny-test-v1"
     suggested = view["suggestion"]["split"]
-    r = client.put(f"/api/assignments/{first.pk}/annotation/", data=json.dumps(
-        {"request_id": str(uuid.uuid4()), "version": 0, "split": suggested, "submit": True}),
-        content_type="application/json")
+    r = save(client, first.pk, split=suggested, submit=True)
     assert r.status_code == 200 and r.json()["accepted_unchanged"] is True and r.json()["tv_from_suggestion"] == 0
     other = mine[1]
-    edited = {k: 0 for k in KEYS} | {"lcz_g": 1000}
-    r = api_as(other.interpreter).put(f"/api/assignments/{other.pk}/annotation/", data=json.dumps(
-        {"request_id": str(uuid.uuid4()), "version": 0, "split": edited, "submit": True}),
-        content_type="application/json")
+    assert save(api_as(other.interpreter), other.pk, split=split(lcz_g=1000), submit=True).status_code == 200
     ann = Annotation.objects.get(assignment=other)
     assert ann.accepted_unchanged is False and ann.suggestion_model_version == "tiny-test-v1"
     assert ann.tv_from_suggestion == pytest.approx(1 - ann.suggestion_permille[16] / 1000)
@@ -159,7 +153,7 @@ def test_real_worker_killed_mid_job_then_rerun_completes_without_duplicates(
 
     worker = start_worker()
     try:
-        job = assist.start_prediction(campaign, str(tiny_checkpoint))
+        job = prediction_jobs.start_prediction(campaign, str(tiny_checkpoint))
         deadline = time.monotonic() + 120
         while Prediction.objects.filter(campaign=campaign).count() == 0:
             assert time.monotonic() < deadline, "the worker stored nothing in 120 s"
@@ -200,9 +194,7 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
     campaign.queue_open_blocks = True  # the 3 unlabelled blocks go to their one interpreter not labelling them blind
     campaign.save(update_fields=["queue_open_blocks"])
     for i, block in enumerate(StreetBlock.objects.filter(campaign=campaign).order_by("block_key")[:6]):
-        for a in Assignment.objects.filter(block=block):
-            split = {k: 0 for k in KEYS} | ({"lcz_6": 1000} if i % 2 else {"lcz_a": 700, "lcz_d": 300})
-            services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=0, split=split, submit=True)
+        submit_block(block, lambda _: split(lcz_6=1000) if i % 2 else split(lcz_a=700, lcz_d=300))
     calls = {"train": 0}
     real_train = __import__("lcz_model.train", fromlist=["train"]).train
 
@@ -211,7 +203,8 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
         return real_train(cfg)
 
     monkeypatch.setattr("lcz_model.train.train", counting_train)
-    monkeypatch.setattr(assist, "start_prediction", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker lost")))
+    monkeypatch.setattr(prediction_jobs, "start_prediction",
+                        lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker lost")))
     opts = learning.RoundOptions(epochs=1, img_size=64, batch=2, batch_size=4)
     with pytest.raises(RuntimeError, match="worker lost"):
         learning.run_round(campaign, opts, say=lambda s: None)

@@ -11,24 +11,10 @@ from django.core.management import call_command
 
 from annotator import assist, services
 from annotator.models import Adjudication, Annotation, Assignment, AuditEvent, Membership, Prediction, StreetBlock
-from lcz_model.classes import KEYS
+from tests.annotator.helpers import put_annotation, save_body, split, submit_block
 
 pytestmark = pytest.mark.django_db
 MODEL = "test-model-v1"
-
-
-def split(**per_mille) -> dict:
-    return {k: 0 for k in KEYS} | per_mille
-
-
-def put(client, assignment_id, body):
-    return client.put(f"/api/assignments/{assignment_id}/annotation/", data=json.dumps(body),
-                      content_type="application/json")
-
-
-def save_body(**kw):
-    return {"request_id": str(uuid.uuid4()), "version": 0, "split": split(lcz_6=600, lcz_b=400),
-            "submit": False} | kw
 
 
 @pytest.fixture
@@ -43,19 +29,13 @@ def predictions(team, campaign):
     return team
 
 
-def submit_all(block, splits=None):
-    for i, a in enumerate(Assignment.objects.filter(block=block, round=1).order_by("id")):
-        s = (splits or {}).get(i, split(lcz_6=1000))
-        services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=0, split=s, submit=True)
-
-
 # --- 1. the active-learning queue never leaks the model's split into a blind round -----------
 
 def test_queue_takes_only_blocks_whose_blind_round_is_complete(predictions, campaign):
     blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
     assert assist.queue_next_batch(campaign, k=4, round=2) == []  # every blind round still open
     # a disputed block: its blind round is complete, it has no final label yet
-    submit_all(blocks[0], {0: split(lcz_6=1000), 1: split(lcz_a=1000), 2: split(lcz_g=1000)})
+    submit_block(blocks[0], [split(lcz_6=1000), split(lcz_a=1000), split(lcz_g=1000)])
     assert StreetBlock.objects.get(pk=blocks[0].pk).status == "disputed"
     assert assist.queue_next_batch(campaign, k=4, round=3) == [blocks[0].pk]
 
@@ -114,7 +94,7 @@ def test_an_interpreter_who_also_reviews_sees_no_prediction_or_split_of_blocks_t
     assert AuditEvent.objects.filter(action="predictions_shown", actor=ann).exists()
     # a released block she still labels blind in another (blind) round: no review page, no splits
     block = StreetBlock.objects.get(pk=sorted(mine)[0])
-    submit_all(block)
+    submit_block(block)
     Assignment.objects.create(campaign=campaign, block=block, interpreter=ann, round=3)
     assert client.get(f"/api/blocks/{block.pk}/review/").status_code == 404
     assert predictions["rev"] and api_as(predictions["rev"]).get(f"/api/blocks/{block.pk}/review/").status_code == 200
@@ -149,7 +129,7 @@ def test_removed_interpreter_can_no_longer_save_and_keeps_what_was_submitted(tea
     services.save_annotation(a1, ann, request_id=uuid.uuid4(), version=0, split=split(lcz_6=1000), submit=True)
     services.save_annotation(a2, ann, request_id=uuid.uuid4(), version=0, split=split(lcz_6=500))
     call_command("remove_member", "ann", campaign=campaign.name, verbosity=0)
-    r = put(api_as(ann), a3.pk, save_body())
+    r = put_annotation(api_as(ann), a3.pk, save_body())
     assert r.status_code in (403, 404), r.content
     with pytest.raises(services.Revoked):
         services.save_annotation(a2, ann, request_id=uuid.uuid4(), version=1, split=split(lcz_6=1000), submit=True)
@@ -193,11 +173,11 @@ def test_a_reused_request_id_with_another_body_is_refused(team, api_as):
     a = Assignment.objects.filter(interpreter=ann).order_by("id").first()
     client = api_as(ann)
     body = save_body()
-    assert put(client, a.pk, body).status_code == 200
-    replay = put(client, a.pk, body)
+    assert put_annotation(client, a.pk, body).status_code == 200
+    replay = put_annotation(client, a.pk, body)
     assert replay.status_code == 200 and replay.json()["replayed"] is True
     changed = body | {"split": split(lcz_6=100, lcz_b=900)}
-    r = put(client, a.pk, changed)
+    r = put_annotation(client, a.pk, changed)
     assert r.status_code == 422 and "request_id" in r.json()
     assert Annotation.objects.get(assignment=a).permille[5] == 600  # nothing changed
 
@@ -207,8 +187,8 @@ def test_a_reused_request_id_on_another_assignment_is_refused(team, api_as):
     a, b = Assignment.objects.filter(interpreter=ann).order_by("id")[:2]
     client = api_as(ann)
     body = save_body()
-    assert put(client, a.pk, body).status_code == 200
-    r = put(client, b.pk, body)
+    assert put_annotation(client, a.pk, body).status_code == 200
+    r = put_annotation(client, b.pk, body)
     assert r.status_code == 422
     assert not Annotation.objects.filter(assignment=b).exists()
 
@@ -217,7 +197,7 @@ def test_a_reused_request_id_on_another_assignment_is_refused(team, api_as):
 def test_the_request_id_must_be_a_uuid_string(team, api_as, request_id):
     ann = team["ann"]
     a = Assignment.objects.filter(interpreter=ann).order_by("id").first()
-    r = put(api_as(ann), a.pk, save_body(request_id=request_id))
+    r = put_annotation(api_as(ann), a.pk, save_body(request_id=request_id))
     assert r.status_code == 400 and "request_id" in r.json()
 
 
@@ -226,14 +206,14 @@ def test_the_request_id_must_be_a_uuid_string(team, api_as, request_id):
 def test_flags_are_bounded_and_named(team, api_as, flags):
     ann = team["ann"]
     a = Assignment.objects.filter(interpreter=ann).order_by("id").first()
-    r = put(api_as(ann), a.pk, save_body(flags=flags))
+    r = put_annotation(api_as(ann), a.pk, save_body(flags=flags))
     assert r.status_code == 400 and "flags" in r.json()
 
 
 def test_comment_must_be_a_string(team, api_as):
     ann = team["ann"]
     a = Assignment.objects.filter(interpreter=ann).order_by("id").first()
-    r = put(api_as(ann), a.pk, save_body(comment=12345))
+    r = put_annotation(api_as(ann), a.pk, save_body(comment=12345))
     assert r.status_code == 400 and "comment" in r.json()
 
 
@@ -242,7 +222,7 @@ def test_comment_must_be_a_string(team, api_as):
 @pytest.fixture
 def disputed(team, campaign):
     block = StreetBlock.objects.filter(campaign=campaign).order_by("id").first()
-    submit_all(block, {0: split(lcz_6=1000), 1: split(lcz_a=1000), 2: split(lcz_g=1000)})
+    submit_block(block, [split(lcz_6=1000), split(lcz_a=1000), split(lcz_g=1000)])
     block.refresh_from_db()
     assert block.status == "disputed"
     return block

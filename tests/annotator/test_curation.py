@@ -8,22 +8,16 @@ import pytest
 from django.core.management import call_command
 
 from annotator.models import Adjudication, Assignment, AuditEvent, StreetBlock
-from tests.annotator.test_api_annotation import save, split
+from tests.annotator.helpers import save, split, submit_block
 
 pytestmark = pytest.mark.django_db
-
-
-def submit_all(block, api_as, splits_by_user):
-    for a in Assignment.objects.filter(block=block).select_related("interpreter"):
-        r = save(api_as(a.interpreter), a.pk, split_=splits_by_user(a.interpreter.username), submit=True)
-        assert r.status_code == 200, r.content
 
 
 def test_agreeing_block_gets_consensus_and_completes(team, api_as):
     block = StreetBlock.objects.order_by("id").first()
     shares = {"ann": split(lcz_6=600, lcz_b=400), "bob": split(lcz_6=700, lcz_b=300),
               "cat": split(lcz_6=500, lcz_b=500), "dan": split(lcz_6=601, lcz_b=399)}
-    submit_all(block, api_as, shares.__getitem__)
+    submit_block(block, shares.__getitem__, client_for=api_as)
     block.refresh_from_db()
     assert block.status == StreetBlock.Status.COMPLETE
     assert sum(block.consensus) == 1000 and block.final_permille == block.consensus
@@ -37,7 +31,7 @@ def test_consensus_rounds_to_exactly_1000(team, api_as):
     users = list(Assignment.objects.filter(block=block).order_by("interpreter__username")
                  .values_list("interpreter__username", flat=True))
     shares = dict(zip(users, [split(lcz_6=1000), split(lcz_b=1000), split(lcz_d=1000)]))
-    submit_all(block, api_as, shares.__getitem__)
+    submit_block(block, shares.__getitem__, client_for=api_as)
     block.refresh_from_db()
     assert sorted(v for v in block.consensus if v) == [333, 333, 334] and sum(block.consensus) == 1000
     assert block.status == StreetBlock.Status.DISPUTED and block.final_permille is None
@@ -48,7 +42,7 @@ def test_dominant_class_split_is_disputed_even_with_low_tv(team, api_as):
     users = list(Assignment.objects.filter(block=block).values_list("interpreter__username", flat=True))
     shares = {u: split(lcz_6=520, lcz_b=480) for u in users}
     shares[users[0]] = split(lcz_6=480, lcz_b=520)  # TV to others 0.04, but a different dominant class
-    submit_all(block, api_as, shares.__getitem__)
+    submit_block(block, shares.__getitem__, client_for=api_as)
     block.refresh_from_db()
     assert block.agreement_tv < 0.25 and block.dominant_agrees is False
     assert block.status == StreetBlock.Status.DISPUTED
@@ -58,7 +52,7 @@ def test_reviewer_adjudicates_a_disputed_block(team, api_as):
     block = StreetBlock.objects.order_by("id").first()
     users = list(Assignment.objects.filter(block=block).values_list("interpreter__username", flat=True))
     shares = dict(zip(users, [split(lcz_6=1000), split(lcz_8=1000), split(lcz_e=1000)]))
-    submit_all(block, api_as, shares.__getitem__)
+    submit_block(block, shares.__getitem__, client_for=api_as)
     reviewer = api_as(team["rev"])
     queue = reviewer.get(f"/api/campaigns/{block.campaign_id}/review/").json()
     assert queue[0]["id"] == block.pk and queue[0]["status"] == "disputed"
@@ -94,7 +88,8 @@ def test_unreleased_block_is_not_reviewable(team, api_as):
 
 def test_agreement_report_command(team, api_as, capsys):
     for block in StreetBlock.objects.all():
-        submit_all(block, api_as, lambda u: split(lcz_6=600, lcz_b=400) if u != "dan" else split(lcz_6=500, lcz_b=500))
+        submit_block(block, lambda u: split(lcz_6=600, lcz_b=400) if u != "dan" else split(lcz_6=500, lcz_b=500),
+                     client_for=api_as)
     call_command("agreement_report", campaign=team["ann"].memberships.first().campaign.name, json=True)
     figures = json.loads(capsys.readouterr().out)
     assert figures["n_blocks"] == 4 and figures["n_raters"] == 4 and figures["n_ratings"] == 12

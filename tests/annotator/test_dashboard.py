@@ -16,7 +16,7 @@ import config.urls
 from annotator import selectors, services
 from annotator.models import Assignment, StreetBlock
 from frontend import plots
-from lcz_model.classes import KEYS
+from tests.annotator.helpers import split, submit_block
 
 # Until config/urls.py mounts the dashboard, these tests mount it themselves (and only then).
 urlpatterns = list(config.urls.urlpatterns)
@@ -24,18 +24,6 @@ if not any(getattr(p, "namespace", None) == "dashboard" for p in urlpatterns):
     urlpatterns.insert(0, path("dashboard/", include("frontend.dashboard_urls")))
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls(__name__)]
-
-
-def permille(**values) -> dict:
-    return {k: values.get(k, 0) for k in KEYS}
-
-
-def submit_block(block, splits_by_user) -> None:
-    for a in Assignment.objects.filter(block=block).select_related("interpreter", "annotation").order_by(
-            "interpreter__username"):
-        version = a.annotation.version if hasattr(a, "annotation") else None
-        services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=version,
-                                 split=splits_by_user(a.interpreter.username), submit=True)
 
 
 @pytest.fixture(autouse=True)
@@ -49,19 +37,19 @@ def _fresh_cache():
 def curated(team, campaign):
     """Block 0 complete (LCZ 6), block 1 disputed (thirds), block 2 complete (LCZ 8), block 3 one draft."""
     blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
-    near6 = {"ann": permille(lcz_6=600, lcz_b=400), "bob": permille(lcz_6=700, lcz_b=300),
-             "cat": permille(lcz_6=650, lcz_b=350), "dan": permille(lcz_6=550, lcz_b=450)}
+    near6 = {"ann": split(lcz_6=600, lcz_b=400), "bob": split(lcz_6=700, lcz_b=300),
+             "cat": split(lcz_6=650, lcz_b=350), "dan": split(lcz_6=550, lcz_b=450)}
     submit_block(blocks[0], near6.__getitem__)
     users = list(Assignment.objects.filter(block=blocks[1]).order_by("interpreter__username")
                  .values_list("interpreter__username", flat=True))
-    thirds = dict(zip(users, [permille(lcz_6=1000), permille(lcz_b=1000), permille(lcz_d=1000)]))
+    thirds = dict(zip(users, [split(lcz_6=1000), split(lcz_b=1000), split(lcz_d=1000)]))
     submit_block(blocks[1], thirds.__getitem__)
-    near8 = {"ann": permille(lcz_8=800, lcz_e=200), "bob": permille(lcz_8=750, lcz_e=250),
-             "cat": permille(lcz_8=900, lcz_e=100), "dan": permille(lcz_8=850, lcz_e=150)}
+    near8 = {"ann": split(lcz_8=800, lcz_e=200), "bob": split(lcz_8=750, lcz_e=250),
+             "cat": split(lcz_8=900, lcz_e=100), "dan": split(lcz_8=850, lcz_e=150)}
     submit_block(blocks[2], near8.__getitem__)
     draft = Assignment.objects.filter(block=blocks[3]).order_by("interpreter__username").first()
     services.save_annotation(draft, draft.interpreter, request_id=uuid.uuid4(), version=None,
-                             split=permille(lcz_6=500), submit=False)
+                             split=split(lcz_6=500), submit=False)
     for b in blocks:
         b.refresh_from_db()
     assert [b.status for b in blocks] == ["complete", "disputed", "complete", "in_progress"]
@@ -175,7 +163,7 @@ def test_plot_endpoints_return_valid_non_blank_pngs_and_revalidate(client, team,
         again = client.get(f"/dashboard/campaigns/{campaign.pk}/plots/{kind}.png", HTTP_IF_NONE_MATCH=r["ETag"])
         assert again.status_code == 304
     # new data changes the state: a new ETag, a fresh plot
-    submit_block(curated[3], lambda u: permille(lcz_d=1000))
+    submit_block(curated[3], lambda u: split(lcz_d=1000))
     r = client.get(f"/dashboard/campaigns/{campaign.pk}/plots/tv.png", HTTP_IF_NONE_MATCH=etags["tv"])
     assert r.status_code == 200 and r["ETag"] != etags["tv"]
 
@@ -251,8 +239,8 @@ def test_review_page_shows_the_splits_side_by_side(client, team, campaign, curat
 
 
 def test_next_disputed_link_follows_the_queue(client, team, campaign, curated):
-    submit_block(curated[3], lambda u: {"ann": permille(lcz_a=1000), "bob": permille(lcz_g=1000)}.get(
-        u, permille(lcz_c=1000)))
+    submit_block(curated[3], lambda u: {"ann": split(lcz_a=1000), "bob": split(lcz_g=1000)}.get(
+        u, split(lcz_c=1000)))
     curated[3].refresh_from_db()
     assert curated[3].status == "disputed"
     login(client, team["rev"])

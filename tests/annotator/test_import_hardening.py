@@ -20,17 +20,16 @@ from pathlib import Path
 import geopandas as gpd
 import pytest
 from django.core.management import CommandError, call_command
-from shapely.geometry import box
 
 from annotator import services
 from annotator.models import AuditEvent, ImageryScene, StreetBlock
 from lcz_model.classes import KEYS
-from lcz_model.package import write_sha256sums
+from lcz_model.package_writer import write_sha256sums
+from tests.annotator.helpers import PACKAGE_IDS, write_package
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "TOP-SECRET-CONTENT-42"
-IDS = ("blk-a", "blk-b", "blk-c", "blk-d")
 
 
 class Hung(Exception):
@@ -53,22 +52,6 @@ def no_hang(seconds=15):
 
 # --------------------------------------------------------------------------------------------
 # import_dataset
-
-
-def write_package(root: Path, ids=IDS) -> Path:
-    """A minimal valid package (labels.csv, splits, blocks.gpkg, SHA256SUMS) over central Helsinki."""
-    (root / "splits").mkdir(parents=True)
-    lines = ["block_id," + ",".join(KEYS)]
-    for i, bid in enumerate(ids):
-        lines.append(bid + "," + ",".join("1" if j == i % len(KEYS) else "0" for j in range(len(KEYS))))
-    (root / "labels.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (root / "splits" / "train.txt").write_text("\n".join(ids[:-1]) + "\n", encoding="utf-8")
-    (root / "splits" / "test.txt").write_text(ids[-1] + "\n", encoding="utf-8")
-    geoms = [box(24.93 + 0.001 * i, 60.17, 24.9305 + 0.001 * i, 60.1705) for i in range(len(ids))]
-    gpd.GeoDataFrame({"block_id": list(ids), "area_m2": [1500.0] * len(ids), "agreement": [0.1] * len(ids)},
-                     geometry=geoms, crs="EPSG:4326").to_file(root / "blocks.gpkg", layer="blocks", driver="GPKG")
-    write_sha256sums(root)
-    return root
 
 
 def add_sum_line(pkg: Path, line: str) -> None:
@@ -116,7 +99,7 @@ def refused(pkg_path, campaign) -> str:
 
 def test_the_handmade_package_imports(pkg, target):
     call_command("import_dataset", str(pkg), campaign=target.name, verbosity=0)
-    assert sorted(StreetBlock.objects.filter(campaign=target).values_list("block_key", flat=True)) == list(IDS)
+    assert sorted(StreetBlock.objects.filter(campaign=target).values_list("block_key", flat=True)) == list(PACKAGE_IDS)
 
 
 @pytest.mark.parametrize("where", ["parent", "absolute", "etc-passwd"])

@@ -5,11 +5,13 @@ import geopandas as gpd
 import numpy as np
 import pyrosm
 import pytest
+from django.contrib.gis.geos import GEOSGeometry
 from django.core.management import CommandError, call_command
 from shapely.geometry import Point, box
 
 from annotator.ingest.roads import road_width_m
-from annotator.models import StreetBlock
+from annotator.models import ImageryScene, StreetBlock
+from tests.annotator.helpers import write_package
 from tests.conftest import METRIC_CRS, ORIGIN, grid_roads
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +200,44 @@ def test_point_inside_block_is_inside(campaign, tmp_path):
     x0, y0, _, _ = roads.total_bounds
     assert blocks.contains(Point(x0 + 20 + 50, y0 + 20 + 50)).any()
     assert not blocks.intersects(roads.union_all()).any()
+
+
+# --- which scene holds a block: the one rule (annotator/ingest/scenes.py) ---------------------
+
+def _scene(campaign, name, footprint):
+    return ImageryScene.objects.create(
+        campaign=campaign, name=name, cog_path=f"imagery/{name}.tif", source_name=f"{name}.tif",
+        source_sha256=name.ljust(64, "0"), crs="EPSG:4326", crs_wkt="", resolution_m=1.0, width=1, height=1,
+        band_count=3, footprint=GEOSGeometry(footprint.wkt, srid=4326))
+
+
+@pytest.fixture
+def scenes(campaign):
+    """Scene "west" (made first) covers 30 % of BLOCK, scene "east" 70 %; scene "north" only meets
+    the top edge of EDGE, which lies outside the others."""
+    return {name: _scene(campaign, name, footprint) for name, footprint in (
+        ("west", box(24.92, 60.16, 24.9303, 60.18)), ("east", box(24.9303, 60.16, 24.94, 60.18)),
+        ("north", box(24.95, 60.1705, 24.97, 60.19)))}
+
+
+BLOCK = box(24.9300, 60.1700, 24.9310, 60.1705)
+EDGE = box(24.9600, 60.1700, 24.9610, 60.1705)
+
+
+def test_a_block_over_two_scenes_goes_to_the_one_covering_more_of_it(campaign, scenes):
+    from annotator import services
+
+    blocks = gpd.GeoDataFrame({"block_key": ["b-over-two", "b-edge"], "area_m2": [3000.0, 3000.0]},
+                              geometry=[BLOCK, EDGE], crs="EPSG:4326")
+    services.import_street_blocks(campaign, blocks, source=StreetBlock.Source.POLYGONS)
+    stored = dict(StreetBlock.objects.filter(campaign=campaign).values_list("block_key", "scene"))
+    assert stored == {"b-over-two": scenes["east"].pk, "b-edge": None}
+
+
+def test_import_dataset_uses_the_same_rule(campaign, scenes, tmp_path):
+    """import_dataset used to take the first scene whose footprint touched the block: "west" for
+    BLOCK, "north" for EDGE."""
+    pkg = write_package(tmp_path / "pkg-v1", ids=("b-over-two", "b-edge"), geoms=[BLOCK, EDGE])
+    call_command("import_dataset", str(pkg), campaign=campaign.name, verbosity=0)
+    stored = dict(StreetBlock.objects.filter(campaign=campaign).values_list("block_key", "scene"))
+    assert stored == {"b-over-two": scenes["east"].pk, "b-edge": None}

@@ -1,24 +1,13 @@
 """Shared helpers for the lcz_model core tests: a tiny Swin (swin_micro) at 64 px on CPU."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 from lcz_model.classes import N_CLASSES
+from tests.torch_threads import one_torch_thread  # noqa: F401  (autouse: one seeded thread)
 
 SIZE = 64          # 64 px -> stage grids 16, 8, 4, 2 (window 2)
 DIM = 32           # fusion width for tests
-
-
-@pytest.fixture(autouse=True)
-def _seed_and_threads():
-    # one thread: these tensors are tiny, and the 2-core machine is shared with other work
-    # (oversubscribed threads made steps ~10x slower there)
-    n = torch.get_num_threads()
-    torch.manual_seed(0)
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def make_batch(b: int = 3, p: int = 2, size: int = SIZE, k: int | None = None, seed: int = 0):

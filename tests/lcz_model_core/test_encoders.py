@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from lcz_model.encoders import ENCODERS, build_encoder, normalize, window_for
+from lcz_model.encoders import (ENCODERS, build_encoder, load_encoder_checkpoint, save_encoder_weights,
+                                window_for)
 
-from .conftest import SIZE
+from .conftest import SIZE, tiny_model
 
 
 def test_registry_names():
@@ -35,11 +36,43 @@ def test_micro_128_uses_window_4():
     assert enc(torch.randn(1, 3, 128, 128))[-1].shape[-2:] == (4, 4)
 
 
-def test_normalize():
-    x = torch.full((3, 2, 2), 255, dtype=torch.uint8)
-    y = normalize(x)
+def test_normalise_uses_imagenet_statistics_and_zeroes_the_outside():
+    import numpy as np
+
+    from lcz_model.data import MEAN, STD, normalise
+
+    img = np.full((2, 2, 3), 255, dtype=np.uint8)
+    img[0, 0] = 0                                   # outside the block
+    y = normalise(img)
     assert y.dtype == torch.float32
-    assert torch.allclose(y[0], torch.full((2, 2), (1 - 0.485) / 0.229))
+    assert torch.allclose(y[:, 1, 1], torch.tensor((1 - MEAN) / STD))
+    assert (y[:, 0, 0] == 0).all()
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_saved_encoder_weights_load_back_identical(tmp_path):
+    """The warm start's one format: what save_encoder_weights writes (from a model or from a
+    training run's checkpoint) loads back with load_encoder_checkpoint to identical weights."""
+    model = tiny_model("full")
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(torch.randn_like(p))                 # not the init a fresh encoder repeats
+    from_model = save_encoder_weights(model, tmp_path / "a" / "encoder_weights.pt")
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.save({"model": model.state_dict(), "model_config": model.cfg.to_dict()}, run / "checkpoint.pt")
+    from_run = save_encoder_weights(run, run / "encoder_weights.pt")
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "encoder_weights.pt"]   # no temp left
+    for path in (from_model, from_run):
+        enc = load_encoder_checkpoint(build_encoder("swin_micro", img_size=SIZE), path)
+        assert _same_weights(enc.body, model.encoder.body)
+    assert torch.load(from_model, weights_only=True).keys() == model.encoder.body.state_dict().keys()
+    with pytest.raises(TypeError):
+        save_encoder_weights(torch.nn.Linear(2, 2), tmp_path / "x.pt")
 
 
 def test_checkpoint_roundtrip(tmp_path):

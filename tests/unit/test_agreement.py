@@ -203,6 +203,19 @@ def test_consensus_matches_exact_reference():
             assert np.all(np.abs(c[b] - np.mean(rows, axis=0)) < 1)
 
 
+def test_consensus_is_the_one_per_mille_rounding_rule():
+    """Consensus and every other per-mille rounding (predictions, generated truth, packages read
+    back) are lcz_model.package_writer.fractions_to_permille: the same splits as fractions of the
+    mean round to the same per-mille."""
+    from lcz_model.package_writer import fractions_to_permille
+
+    rng = np.random.default_rng(3)
+    X, present = random_splits(rng, 300, 3, p_missing=0.0)
+    c = ag.consensus(X, present)
+    np.testing.assert_array_equal(c, fractions_to_permille(X.sum(axis=1)))
+    np.testing.assert_array_equal(c, fractions_to_permille(X.mean(axis=1) / 1000.0))
+
+
 # ------------------------------------------------------------------------------------------
 # disputes
 # ------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotator import assist
+from annotator import prediction_jobs
 from annotator.models import PredictionJob
 
 from ._common import campaign_or_error
@@ -22,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         campaign = campaign_or_error(o["campaign"])
         try:
-            job = assist.start_prediction(campaign, o["checkpoint"])
+            job = prediction_jobs.start_prediction(campaign, o["checkpoint"])
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Job {job.pk}: model {job.model_version} over {job.total} blocks.")
@@ -32,7 +32,7 @@ class Command(BaseCommand):
         with tqdm(total=job.total, unit="block", disable=o["verbosity"] < 1) as bar:
             while True:
                 job.refresh_from_db()
-                p = assist.job_progress(job)
+                p = prediction_jobs.job_progress(job)
                 bar.n = p["done"]
                 bar.refresh()
                 if job.status in (PredictionJob.Status.DONE, PredictionJob.Status.FAILED):

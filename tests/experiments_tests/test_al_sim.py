@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from lcz_model import al_sim
+from experiments import al_sim
 from lcz_model.package import read_package
 
 pytestmark = pytest.mark.slow
@@ -54,7 +54,7 @@ def test_al_sim_writes_csv_png_and_resumes(tiny_pkg, tmp_path, monkeypatch):
     assert len(sub) == 10 + len(pkg.split("test"))
     # warm start: round 1 was initialised from round 0's encoder
     card = json.loads((out / "runs" / "bald" / "r1" / "model_card.json").read_text())
-    assert card["train_config"]["encoder_checkpoint"].endswith("runs/seed/r0/encoder.pt")
+    assert card["train_config"]["encoder_checkpoint"].endswith("runs/seed/r0/encoder_weights.pt")
     # round 0's checkpoint is pruned once every strategy finished round 1; the last round's stay
     assert not (out / "runs" / "seed" / "r0" / "checkpoint.pt").exists()
     assert (out / "runs" / "seed" / "r0" / "model_card.json").exists()

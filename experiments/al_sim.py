@@ -1,6 +1,6 @@
 """Active-learning simulation on a (synthetic) dataset package: does BALD need fewer labels?
 
-    python -m lcz_model.al_sim [--package PKG | --blocks 400]
+    python -m experiments.al_sim [--package PKG | --blocks 400]
         [--strategies bald,entropy,margin,random] [--seed-labels 40] [--batch 20] [--rounds 5]
         [--epochs 8] [--img-size 64] [--out var/al_sim]
 
@@ -43,16 +43,18 @@ import dataclasses
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import acquisition
+from lcz_model import acquisition
+from lcz_model.atomic import atomic_write_bytes, atomic_write_text
+from lcz_model.encoders import ENCODER_WEIGHTS_NAME, save_encoder_weights
+from lcz_model.package import Package
+from lcz_model.package_writer import PackageContents, fractions_to_permille, write_package
 
 __all__ = ["SimConfig", "run_simulation", "summarise", "plot_curve", "read_results", "combine",
            "labels_to_reach", "format_summary", "main"]
@@ -117,13 +119,6 @@ class SimConfig:
 # files
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def read_results(path) -> list[dict]:
     p = Path(path)
     if not p.exists():
@@ -146,59 +141,39 @@ def _write_results(path: Path, rows: list[dict]) -> None:
     for r in rows:
         w.writerow([r["strategy"], r["round"], r["n_labels"], f"{r['test_mae']:.6f}",
                     f"{r['test_wd']:.6f}", f"{r['test_mae_mixed']:.6f}", f"{r['seconds']:.1f}"])
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
-def _write_subset_package(base: Path, out: Path, train_ids: list[str],
+def _write_subset_package(base: Package, out: Path, train_ids: list[str],
                           test_ids: list[str]) -> Path:
     """A package with only ``train_ids`` (labelled) + ``test_ids``; images symlinked."""
     if (out / "labels.csv").exists():
         return out
     keep = set(train_ids) | set(test_ids)
-    with open(base / "labels.csv", newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    header, body = rows[0], [r for r in rows[1:] if r and r[0].strip() in keep]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        buf = io.StringIO()
-        w = csv.writer(buf, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(body)
-        (tmp / "labels.csv").write_text(buf.getvalue(), encoding="utf-8")
-        (tmp / "splits").mkdir()
-        (tmp / "splits" / "train.txt").write_text("".join(f"{b}\n" for b in train_ids))
-        (tmp / "splits" / "test.txt").write_text("".join(f"{b}\n" for b in test_ids))
-        os.symlink((base / "images").resolve(), tmp / "images", target_is_directory=True)
-        (tmp / "README.md").write_text(
-            f"# AL-simulation subset of {base.name}\n\nSYNTHETIC. {len(train_ids)} labelled "
-            f"training blocks + {len(test_ids)} test blocks of {base.resolve()}; images are "
-            f"a symlink to that package's images.\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out
+    rows = [b for b in base.blocks if b.block_id in keep]
+    root = base.path.resolve()
+
+    def contents(pkg: Path) -> PackageContents:
+        os.symlink((base.path / "images").resolve(), pkg / "images", target_is_directory=True)
+        return PackageContents(
+            block_ids=[b.block_id for b in rows],
+            permille=fractions_to_permille(np.stack([b.fractions for b in rows])),
+            splits={"train": train_ids, "test": test_ids},
+            readme=f"# AL-simulation subset of {base.path.name}\n\nSYNTHETIC. {len(train_ids)} labelled "
+                   f"training blocks + {len(test_ids)} test blocks of {root}; images are "
+                   f"a symlink to that package's images.\n")
+
+    return write_package(out, contents, replace=True)
 
 
 def _export_encoder(run: Path) -> Path:
-    """The run's encoder weights as a plain state_dict file (for encoder_checkpoint)."""
-    import torch
-
-    dst = run / "encoder.pt"
-    if dst.exists():
-        return dst
-    ck = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
-    sd = {k: v for k, v in ck["model"].items() if k.startswith("encoder.")}
-    tmp = run / ".encoder.pt.tmp"
-    torch.save(sd, tmp)
-    os.replace(tmp, dst)
-    return dst
+    """The run's encoder weights as a warm start (for encoder_checkpoint)."""
+    dst = run / ENCODER_WEIGHTS_NAME
+    return dst if dst.exists() else save_encoder_weights(run, dst)
 
 
 def _prune(run: Path) -> None:
-    for name in ("checkpoint.pt", "encoder.pt"):
+    for name in ("checkpoint.pt", ENCODER_WEIGHTS_NAME):
         (run / name).unlink(missing_ok=True)
 
 
@@ -223,7 +198,7 @@ def _ensure_package(cfg: SimConfig) -> Path:
 def _train_round(cfg: SimConfig, subset: Path, run: Path, rnd: int,
                  encoder_ckpt: Path | None) -> dict:
     """Train (or resume / reuse) one round's model; return its final test metrics."""
-    from .train import TrainConfig, train
+    from lcz_model.train import TrainConfig, train
 
     card = run / "model_card.json"
     done = card.exists() and json.loads(card.read_text())["finished"]
@@ -295,7 +270,7 @@ def run_simulation(cfg: SimConfig) -> dict:
         if diff:
             raise ValueError(f"{out} holds a simulation with other settings {diff}; choose "
                              f"another --out or the same settings")
-    _atomic_write_text(state_path, json.dumps({**cfg.resume_key(), "package": str(base)},
+    atomic_write_text(state_path, json.dumps({**cfg.resume_key(), "package": str(base)},
                                               indent=2) + "\n")
     threads = torch.get_num_threads()
     if cfg.threads:
@@ -307,7 +282,7 @@ def run_simulation(cfg: SimConfig) -> dict:
 
 
 def _run(cfg: SimConfig, out: Path, base: Path) -> dict:
-    from .package import read_package
+    from lcz_model.package import read_package
 
     pkg = read_package(base)
     if cfg.k_local is None:
@@ -336,8 +311,8 @@ def _run(cfg: SimConfig, out: Path, base: Path) -> dict:
     t0 = time.monotonic()
     seed_run = run_dir(None, 0)
     if not all((s, 0) in have for s in cfg.strategies):
-        _atomic_write_text(labelled_file(SEED_RUN, 0), "".join(f"{b}\n" for b in seed_ids))
-        sub = _write_subset_package(base, out / "subsets" / SEED_RUN / "r0", seed_ids, test_ids)
+        atomic_write_text(labelled_file(SEED_RUN, 0), "".join(f"{b}\n" for b in seed_ids))
+        sub = _write_subset_package(pkg, out / "subsets" / SEED_RUN / "r0", seed_ids, test_ids)
         print(f"[al_sim] round 0: training the seed model on {len(seed_ids)} blocks",
               file=sys.stderr)
         m = _train_round(cfg, sub, seed_run, 0, None)
@@ -366,12 +341,12 @@ def _run(cfg: SimConfig, out: Path, base: Path) -> dict:
                 known = set(prev)
                 pool = [b for b in train_blocks if b.block_id not in known]
                 picked, rec = _select(cfg, s, rnd, prev_run, pool)
-                _atomic_write_text(out / "selections" / f"{s}_r{rnd}.json",
+                atomic_write_text(out / "selections" / f"{s}_r{rnd}.json",
                                    json.dumps(rec, indent=1) + "\n")
                 cur = sorted(known | set(picked))
-                _atomic_write_text(cur_file, "".join(f"{b}\n" for b in cur))
+                atomic_write_text(cur_file, "".join(f"{b}\n" for b in cur))
             assert all(b in by_id for b in cur)
-            sub = _write_subset_package(base, out / "subsets" / s / f"r{rnd}", cur, test_ids)
+            sub = _write_subset_package(pkg, out / "subsets" / s / f"r{rnd}", cur, test_ids)
             print(f"[al_sim] {s} round {rnd}: training on {len(cur)} blocks", file=sys.stderr)
             m = _train_round(cfg, sub, run_dir(s, rnd), rnd, _export_encoder(prev_run))
             rows.append({"strategy": s, "round": rnd, "n_labels": len(cur), **m,
@@ -478,11 +453,7 @@ def plot_curve(rows: list[dict], path, title: str = "", replicates: list[list[di
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
     plt.close(fig)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, p)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _title(cfg: SimConfig, summ: dict) -> str:
@@ -502,7 +473,7 @@ def _report(cfg: SimConfig, out: Path, rows: list[dict]) -> dict:
     summ["config"] = cfg.resume_key()
     summ["note"] = ("one seed, small model, short training on a SYNTHETIC city: differences of "
                     "a few 1e-3 in MAE are within run-to-run noise")
-    _atomic_write_text(out / "summary.json", json.dumps(summ, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summ, indent=2) + "\n")
     if rows:
         plot_curve(rows, out / "al_curve.png", _title(cfg, summ))
     return summ
@@ -591,7 +562,7 @@ def combine(dirs, out) -> dict:
             w.writerow([seed, r["strategy"], r["round"], r["n_labels"], f"{r['test_mae']:.6f}",
                         f"{r['test_wd']:.6f}", f"{r['test_mae_mixed']:.6f}",
                         f"{r['seconds']:.1f}"])
-    _atomic_write_text(out / "results_all.csv", buf.getvalue())
+    atomic_write_text(out / "results_all.csv", buf.getvalue())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_COLUMNS + ["test_mae_sd", "n_seeds"])
@@ -599,7 +570,7 @@ def combine(dirs, out) -> dict:
         w.writerow([r["strategy"], r["round"], r["n_labels"], f"{r['test_mae']:.6f}",
                     f"{r['test_wd']:.6f}", f"{r['test_mae_mixed']:.6f}", f"{r['seconds']:.1f}",
                     f"{r['test_mae_sd']:.6f}", r["n_seeds"]])
-    _atomic_write_text(out / "results.csv", buf.getvalue())
+    atomic_write_text(out / "results.csv", buf.getvalue())
     summ = summarise(mean_rows)
     summ["seeds"] = seeds
     summ["per_seed"] = {str(sd): summarise(rows) for sd, rows in zip(seeds, reps)}
@@ -607,7 +578,7 @@ def combine(dirs, out) -> dict:
     summ["note"] = (f"mean of {len(seeds)} seeds (seed set, training seeds and MC samples "
                     f"differ; same package and recipe); small model, short training, SYNTHETIC "
                     f"city")
-    _atomic_write_text(out / "summary.json", json.dumps(summ, indent=2) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summ, indent=2) + "\n")
     c = cfgs[0]
     title = (f"AL simulation, SYNTHETIC {Path(c.get('package') or '').name}: {c['variant']}/"
              f"{c['encoder']} {c['img_size']}px, {c['epochs']} ep/round, seeds "
@@ -629,7 +600,7 @@ def combine(dirs, out) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m lcz_model.al_sim",
+    ap = argparse.ArgumentParser(prog="python -m experiments.al_sim",
                                  description="Active-learning simulation: test MAE against "
                                              "labels used, per acquisition strategy.")
     g = ap.add_mutually_exclusive_group()

@@ -1,6 +1,6 @@
 """Speed benchmark of MSU-Net against its bare encoder (not a test).
 
-    python -m lcz_model.bench [--encoder swin_tiny] [--device auto|cpu|cuda] [--batch 20]
+    python -m experiments.bench [--encoder swin_tiny] [--device auto|cpu|cuda] [--batch 20]
                               [--infer-batch 64] [--steps N] [--compile] [--json PATH]
 
 Prints
@@ -27,7 +27,7 @@ import torch
 from lcz_model.classes import N_CLASSES
 from lcz_model.encoders import ENCODERS, build_encoder
 from lcz_model.msunet import build_model, count_parameters
-from lcz_model.train import TrainConfig, _make_gradnorm
+from lcz_model.train import TrainConfig, make_gradnorm
 
 
 def _device_name(device: torch.device) -> str:
@@ -91,7 +91,8 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
     res: dict = {"device": _device_name(dev), "encoder": encoder, "img_size": img,
                  "bf16_autocast": use_bf16, "channels_last": cuda, "compile": compile,
                  "torch": torch.__version__, "params_full": count_parameters(model),
-                 "params_encoder": count_parameters(bare), "steps": steps, "warmup": warmup}
+                 "params_encoder": count_parameters(bare), "steps": steps, "warmup": warmup,
+                 "infer_batch": infer_batch, "train_batch": batch, "locals_per_block": locals_per_block}
     log(f"device: {res['device']}  torch {torch.__version__}  encoder {encoder} @ {img}px  "
         f"bf16={use_bf16} channels_last={cuda} compile={compile}")
     log(f"parameters: full model {res['params_full']:,}  bare encoder "
@@ -118,7 +119,8 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
 
     t_inf = _timeit(infer_model, steps, warmup, dev)
     t_inf_bare = _timeit(infer_bare, steps, warmup, dev)
-    res.update(infer_blocks_per_s=infer_batch / t_inf,
+    res.update(infer_s_per_call=t_inf, infer_bare_s_per_call=t_inf_bare,
+               infer_blocks_per_s=infer_batch / t_inf,
                infer_bare_images_per_s=infer_batch * (1 + locals_per_block) / t_inf_bare,
                infer_bare_blocks_per_s=infer_batch / t_inf_bare,
                infer_overhead=t_inf / t_inf_bare)
@@ -135,7 +137,7 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
     tb = {"global": images(batch), "local": images(batch), "fractions": fr,
           "pure": images(batch), "pure_labels": torch.randint(0, N_CLASSES, (batch,), device=dev)}
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-2)
-    gn = _make_gradnorm(model.tasks, model, TrainConfig())   # as training sets it up
+    gn = make_gradnorm(model.tasks, model, TrainConfig())   # as training sets it up
 
     def train_model():
         opt.zero_grad(set_to_none=True)
@@ -156,11 +158,15 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
 
     if cuda:
         torch.cuda.reset_peak_memory_stats(dev)
+    before = [p.detach().clone() for p in model.parameters()]
     t_tr = _timeit(train_model, steps, warmup, dev)
+    res["train_changed_weights"] = any(not torch.equal(a, p.detach()) for a, p in zip(before, model.parameters()))
+    del before
     if cuda:
         res["train_peak_mem_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
     t_tr_bare = _timeit(train_bare, steps, warmup, dev)
-    res.update(train_ms_per_block=1000 * t_tr / batch, train_ms_per_step=1000 * t_tr,
+    res.update(train_s_per_step=t_tr, train_bare_s_per_step=t_tr_bare,
+               train_ms_per_block=1000 * t_tr / batch, train_ms_per_step=1000 * t_tr,
                train_bare_ms_per_block=1000 * t_tr_bare / batch,
                train_overhead=t_tr / t_tr_bare, gradnorm_weights=gn.weights)
     log(f"training (batch {batch} blocks x (1 global + 1 local + 1 pure), GradNorm, AdamW): "
@@ -171,7 +177,7 @@ def run(encoder: str = "swin_tiny", device: str = "auto", batch: int = 20,
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m lcz_model.bench", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m experiments.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--encoder", default="swin_tiny", choices=sorted(ENCODERS))
     ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
