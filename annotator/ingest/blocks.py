@@ -12,6 +12,7 @@ from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from .errors import IngestError
+from .vector import require_geometry
 
 DEFAULT_MIN_AREA_M2 = 50.0
 KEY_GRID_DEG = 1e-7  # ~1 cm: coordinates are snapped to this grid for the stable block key
@@ -117,13 +118,8 @@ def blocks_from_polygons(gdf: gpd.GeoDataFrame, *, min_area_m2: float = DEFAULT_
     """Ready-made block polygons (any CRS): explode, repair, drop slivers, compute areas."""
     if gdf.crs is None:
         raise IngestError("the block polygons have no CRS; save them with one (e.g. EPSG:4326).")
-    kinds = set(gdf.geom_type.dropna().unique())
-    bad = kinds - {"Polygon", "MultiPolygon"}
-    if bad:
-        raise IngestError(
-            f"expected block polygons, found {', '.join(sorted(bad))}. "
-            "Road centre-lines go to `manage.py import_osm_blocks`."
-        )
+    require_geometry(gdf, {"Polygon", "MultiPolygon"}, expected="block polygons",
+                     instead="Road centre-lines go to `manage.py import_osm_blocks`.")
     metric = local_metric_crs(gdf.to_crs("EPSG:4326"))
     pieces, _ = _valid_polygons(gdf.to_crs(metric).geometry.values)
     pieces = pieces[shapely.area(pieces) >= min_area_m2]

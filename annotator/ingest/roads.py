@@ -12,6 +12,7 @@ import geopandas as gpd
 import pandas as pd
 
 from .errors import IngestError
+from .vector import read_vector, require_geometry
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp"}
 NETWORKS = ("driving", "all")
@@ -97,21 +98,9 @@ def _read_pbf(source: Path, network: str) -> gpd.GeoDataFrame:
 
 
 def _read_vector(source: Path, network: str) -> gpd.GeoDataFrame:
-    try:
-        gdf = gpd.read_file(source)
-    except Exception as exc:
-        raise IngestError(f"{source}: could not read as a vector file ({exc}).") from None
-    if gdf.empty:
-        raise IngestError(f"{source}: contains no features.")
-    if gdf.crs is None:
-        raise IngestError(f"{source}: has no CRS; save it with one (e.g. EPSG:4326).")
-    kinds = set(gdf.geom_type.dropna().unique())
-    bad = kinds - {"LineString", "MultiLineString"}
-    if bad:
-        raise IngestError(
-            f"{source}: expected road centre-lines (LineString), found {', '.join(sorted(bad))}. "
-            "Ready-made block polygons go to `manage.py import_blocks`."
-        )
+    gdf = read_vector(source)
+    require_geometry(gdf, {"LineString", "MultiLineString"}, expected="road centre-lines (LineString)",
+                     instead="Ready-made block polygons go to `manage.py import_blocks`.", source=source)
     if "highway" not in gdf.columns:
         gdf["highway"] = "road"
     gdf["highway"] = gdf["highway"].fillna("road").astype(str)

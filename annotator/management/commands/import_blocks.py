@@ -1,11 +1,10 @@
 from pathlib import Path
 
-import geopandas as gpd
 from django.core.management.base import BaseCommand
 
 from annotator import services
-from annotator.ingest import IngestError
 from annotator.ingest.blocks import DEFAULT_MIN_AREA_M2, blocks_from_polygons
+from annotator.ingest.vector import read_vector
 from annotator.models import StreetBlock
 
 from ._common import campaign_or_error, ingest_errors
@@ -23,14 +22,7 @@ class Command(BaseCommand):
         campaign = campaign_or_error(o["campaign"])
         path = Path(o["path"])
         with ingest_errors():
-            if not path.exists():
-                raise IngestError(f"{path}: file not found.")
-            try:
-                gdf = gpd.read_file(path)
-            except Exception as exc:
-                raise IngestError(f"{path}: could not read as a vector file ({exc}).") from None
-            if gdf.empty:
-                raise IngestError(f"{path}: contains no features.")
+            gdf = read_vector(path)
             blocks = blocks_from_polygons(gdf, min_area_m2=o["min_area"])
         result = services.import_street_blocks(campaign, blocks, source=StreetBlock.Source.POLYGONS)
         self.stdout.write(self.style.SUCCESS(
