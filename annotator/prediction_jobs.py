@@ -40,7 +40,7 @@ MC_SAMPLES = 10
 
 def model_version_of(checkpoint: str | Path) -> str:
     """The model_version recorded by lcz_model.train (content hash of the weights)."""
-    from lcz_model.predict import CARD_NAME, resolve_checkpoint
+    from lcz_model.checkpoints import CARD_NAME, resolve_checkpoint
 
     ck = resolve_checkpoint(checkpoint)
     card = ck.parent / CARD_NAME
@@ -64,7 +64,7 @@ def _load_model(checkpoint: str, mtime: float):
 
 def loaded_model(checkpoint: str):
     """The model of a checkpoint, loaded once per process (again when the file changes)."""
-    from lcz_model.predict import resolve_checkpoint
+    from lcz_model.checkpoints import resolve_checkpoint
 
     path = resolve_checkpoint(checkpoint)
     with _model_lock:

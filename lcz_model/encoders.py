@@ -162,7 +162,7 @@ def save_encoder_weights(model_or_run, path: str | os.PathLike) -> Path:
             raise TypeError(f"{type(model_or_run).__name__} has no SwinEncoder")
         sd = enc.body.state_dict()
     else:
-        from .predict import load_checkpoint
+        from .checkpoints import load_checkpoint
 
         prefix = "encoder.body."
         sd = {k[len(prefix):]: v for k, v in load_checkpoint(model_or_run)["model"].items()

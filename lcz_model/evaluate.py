@@ -41,7 +41,8 @@ def evaluate_run(run, dataset=None, *, device="cpu", batch_size: int = 16,
     import torch  # noqa: F401  (predict imports torch anyway)
 
     from .data import BlockDataset
-    from .predict import load_model, predict_dataset, resolve_checkpoint
+    from .checkpoints import resolve_checkpoint
+    from .predict import load_model, predict_dataset
 
     ck_path = resolve_checkpoint(run)
     model, info = load_model(ck_path, device)

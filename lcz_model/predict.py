@@ -22,33 +22,12 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from .checkpoints import CARD_NAME, CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint  # noqa: F401  (the run's files)
 from .classes import KEYS, N_CLASSES
 from .data import prepare_chips
 
 __all__ = ["load_checkpoint", "load_model", "predict_blocks", "predict_tensors",
            "predict_dataset", "resolve_checkpoint", "main"]
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CARD_NAME = "model_card.json"
-
-
-def resolve_checkpoint(path) -> Path:
-    """A run folder (its checkpoint.pt) or a checkpoint file."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / CHECKPOINT_NAME
-    if not p.exists():
-        raise FileNotFoundError(f"no checkpoint at {p}; pass a run folder written by "
-                                f"`python -m lcz_model.train` or its {CHECKPOINT_NAME}")
-    return p
-
-
-def load_checkpoint(path, map_location="cpu") -> dict:
-    ck = torch.load(resolve_checkpoint(path), map_location=map_location, weights_only=False)
-    if not isinstance(ck, dict) or "model" not in ck or "model_config" not in ck:
-        raise ValueError(f"{path} is not an lcz_model training checkpoint")
-    return ck
-
 
 def _build_from_config(model_config: dict):
     from .msunet import MSUNet, MSUNetConfig

@@ -46,7 +46,8 @@ from .classes import KEYS
 from .data import AugmentConfig, BlockDataset, to_model_batch
 from .encoders import ENCODERS
 from .package import Package, package_checksum, read_package
-from .predict import CARD_NAME, CHECKPOINT_NAME, predict_dataset
+from .checkpoints import CARD_NAME, CHECKPOINT_NAME
+from .predict import predict_dataset
 
 __all__ = ["TrainConfig", "train", "weights_hash", "main", "VARIANTS", "DECISIONS",
            "add_train_arguments", "build_parser", "config_from_args", "make_gradnorm", "train_options",
