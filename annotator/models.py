@@ -29,6 +29,10 @@ class Campaign(models.Model):
         help_text="Rounds whose editor starts from the model's split. Blind rounds (the first) never show one.")
     active_model_version = models.CharField(max_length=80, blank=True,
                                             help_text="The model whose predictions assisted rounds show.")
+    mosaic_path = models.CharField(
+        max_length=500, blank=True,
+        help_text="The campaign's imagery as ONE seamless layer (a GDAL VRT over its scenes' COGs), relative to "
+                  "MEDIA_ROOT; tiles and chips read it. Empty until imagery is imported.")
     queue_open_blocks = models.BooleanField(
         default=False,
         help_text="Active learning may queue blocks whose blind round is still open, but only to interpreters "
@@ -60,6 +64,14 @@ class ImageryScene(models.Model):
     licence = models.TextField(blank=True)
     attribution = models.CharField(max_length=300, blank=True)
     synthetic = models.BooleanField(default=False, help_text="Generated test/demo imagery.")
+    source_dtype = models.CharField(max_length=20, blank=True, help_text="Data type of the source, e.g. uint16.")
+    band_map = models.JSONField(default=list, blank=True,
+                                help_text="Source bands (1-based) shown as red, green, blue; one band = grey.")
+    stretch = models.JSONField(null=True, blank=True,
+                               help_text="Per shown band, the source [min, max] mapped to 0..255 (null: 8-bit as is), "
+                                         "and how they were chosen.")
+    source_cog_path = models.CharField(max_length=500, blank=True,
+                                       help_text="The original values as a COG (relative to MEDIA_ROOT), when kept.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -96,6 +108,12 @@ class StreetBlock(models.Model):
     geom = models.PolygonField(srid=4326)
     area_m2 = models.FloatField(help_text="Area computed in a local metric CRS (UTM zone of the block).")
     source = models.CharField(max_length=20, choices=Source.choices)
+    source_name = models.CharField(max_length=200, blank=True,
+                                   help_text="Where the geometry comes from, e.g. OpenStreetMap or a named file.")
+    licence = models.CharField(max_length=300, blank=True, help_text="The geometry source's licence, e.g. ODbL-1.0.")
+    edge = models.BooleanField(default=False, help_text="Touches the boundary that closed it (study area, imagery "
+                                                        "footprint or extract bounds): left out of assignment "
+                                                        "unless asked for.")
     scene = models.ForeignKey(ImageryScene, null=True, blank=True, on_delete=models.SET_NULL, related_name="blocks")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN, db_index=True)
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.NONE, blank=True)
