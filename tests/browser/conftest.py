@@ -78,11 +78,34 @@ def page(browser, live_server):
     pg.on("requestfailed", lambda r: r.resource_type in ("script", "stylesheet")
           and errors.append(f"not loaded: {r.url} ({r.failure})"))
     pg.js_errors = errors
+    in_flight: set = set()  # the tab's requests still unanswered (e.g. the save a closing tab sends)
+    context.on("request", lambda r: in_flight.add(r))
+    context.on("requestfinished", lambda r: in_flight.discard(r))
+    context.on("requestfailed", lambda r: in_flight.discard(r))
     try:
         yield pg
     finally:
+        _leave_quietly(pg, in_flight)
         context.close()
     assert not errors, f"errors on the page: {errors}"
+
+
+def _leave_quietly(pg, in_flight: set, timeout_s: float = 10.0) -> None:
+    """Let the page send what it would send on closing (the workspace saves an unsaved edit when the
+    tab is hidden) now, and wait until every request is answered: a save still running on the live
+    server while the test's database is flushed deadlocks the flush."""
+    try:
+        pg.evaluate("""() => {
+            Object.defineProperty(document, "hidden", { value: true, configurable: true });
+            Object.defineProperty(document, "visibilityState", { value: "hidden", configurable: true });
+            document.dispatchEvent(new Event("visibilitychange"));
+        }""")
+    except Exception:  # the page is gone already (a test that closed it)
+        return
+    deadline, quiet = time.monotonic() + timeout_s, 0
+    while quiet < 3 and time.monotonic() < deadline:  # answered, and nothing new for ~150 ms
+        pg.wait_for_timeout(50)  # lets Playwright deliver the request events we wait on
+        quiet = 0 if in_flight else quiet + 1
 
 
 @pytest.fixture
