@@ -5,7 +5,7 @@ DEMO_ENV := DJANGO_DEBUG=1
 # The test database and broker (override e.g. TEST_DATABASE_URL=postgis://lcz@127.0.0.1:5432/other)
 TEST_DATABASE_URL ?= postgis://lcz@127.0.0.1:5432/lcz
 TEST_BROKER_URL ?= redis://127.0.0.1:6379/15
-TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
+TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key DOTENV_PATH= \
 	DATABASE_URL=$(TEST_DATABASE_URL) \
 	CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	MEDIA_ROOT=$(CURDIR)/var/test-media
@@ -13,7 +13,13 @@ TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key \
 .PHONY: demo test setup setup-services services bench-ingest bench-annotate bench-export clean
 
 ## make demo: embedded SpatiaLite database, in-process Celery, demo data, serves http://127.0.0.1:8000
+## It writes a local, git-ignored .env (development settings, a random SECRET_KEY) if there is none,
+## so that `.venv/bin/python manage.py ...` runs as the README shows; the environment wins over it.
 demo: setup
+	@test -e .env || { key=$$($(PY) -c 'import secrets; print(secrets.token_urlsafe(50))') && (umask 077 && \
+		printf '%s\n' "# written by make demo: local development settings (git-ignored; never commit)" \
+		DJANGO_DEBUG=1 "SECRET_KEY=$$key" "DATABASE_URL=spatialite:///$(CURDIR)/var/db.sqlite3" \
+		"MEDIA_ROOT=$(CURDIR)/var/media" > .env) && echo "==> wrote .env (local development settings)"; }
 	$(DEMO_ENV) $(PY) manage.py migrate --no-input -v 0
 	$(DEMO_ENV) $(PY) manage.py load_demo
 	$(DEMO_ENV) $(PY) manage.py runserver 127.0.0.1:8000

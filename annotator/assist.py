@@ -64,8 +64,10 @@ def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int =
     for block_id, user_id in selectors.open_blind_assignments(campaign).values_list("block_id", "interpreter_id"):
         blind_open.setdefault(block_id, set()).add(user_id)
 
+    assignable = set(selectors.assignable_blocks(campaign)[0].values_list("id", flat=True))  # no edge blocks
+
     def eligible(block_id: int) -> bool:
-        if block_id in taken:
+        if block_id in taken or block_id not in assignable:
             return False
         if block_id in blind_open and not campaign.queue_open_blocks:
             return False

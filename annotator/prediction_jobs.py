@@ -23,17 +23,20 @@ from pathlib import Path
 
 import shapely
 from celery import group, shared_task
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from lcz_model.package_writer import fractions_to_permille
 
 from . import selectors
-from .models import AuditEvent, Campaign, ImageryScene, Prediction, PredictionJob, StreetBlock
+from .models import AuditEvent, Campaign, Prediction, PredictionJob, StreetBlock
 
 CHUNK = int(os.environ.get("LCZ_PREDICT_CHUNK", "32"))  # blocks per Celery task
 MC_SAMPLES = 10
+
+
+class ImageryMosaicMissing(RuntimeError):
+    """The campaign's imagery mosaic (chips are cut from it) is not on disk."""
 
 
 # --- the model --------------------------------------------------------------------------------
@@ -110,25 +113,24 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
     from lcz_model.chips import cut_block_chips
 
     blocks = list(StreetBlock.objects.filter(pk__in=block_ids, campaign=job.campaign).exclude(
-        predictions__model_version=job.model_version).select_related("scene").order_by("id"))
+        predictions__model_version=job.model_version).exclude(scene=None).order_by("id"))
     if not blocks:
         return 0
+    mosaic = selectors.imagery_raster_path(job.campaign)
+    if mosaic is None:
+        raise ImageryMosaicMissing(f"campaign {job.campaign.name!r} has no imagery mosaic; re-run `manage.py "
+                                   "import_imagery` on any of its files to build it.")
     chips, kept = [], []
-    by_scene: dict[int, list[StreetBlock]] = {}
-    for b in blocks:
-        if b.scene_id is not None:
-            by_scene.setdefault(b.scene_id, []).append(b)
-    for scene_id, group_ in sorted(by_scene.items()):
-        scene: ImageryScene = group_[0].scene
-        with rasterio.open(Path(settings.MEDIA_ROOT) / scene.cog_path) as ds:
-            for b in group_:
-                try:
-                    c = cut_block_chips(ds, shapely.from_wkb(bytes(b.geom.wkb)), polygon_crs="EPSG:4326")
-                except ValueError:
-                    continue
-                if c.local:
-                    chips.append(c)
-                    kept.append(b)
+    # the campaign's mosaic, not one scene's COG: a block over two files gets pixels from both
+    with rasterio.open(mosaic) as ds:
+        for b in blocks:
+            try:
+                c = cut_block_chips(ds, shapely.from_wkb(bytes(b.geom.wkb)), polygon_crs="EPSG:4326")
+            except ValueError:
+                continue
+            if c.local:
+                chips.append(c)
+                kept.append(b)
     if not kept:
         return 0
     torch.manual_seed(int(hashlib.sha256(f"{job.model_version}:{kept[0].pk}".encode()).hexdigest()[:8], 16))

@@ -217,25 +217,26 @@ def my_block_layer(user, campaign: Campaign, bbox: tuple[float, float, float, fl
     show_locked: a block I submitted that is now complete/disputed/adjudicated shows that status
     (the workspace locks it); off, only my own assignment's status."""
     rows = with_geojson(_in_bbox(blocks_of(campaign), bbox), zoom=zoom).values_list(
-        "id", "block_key", "area_m2", "status", "gj")
+        "id", "block_key", "area_m2", "status", "edge", "gj")
     # my assignment per block (the latest round's when there are several)
     mine = {b: (aid, st) for b, aid, st in Assignment.objects.filter(campaign=campaign, interpreter=user)
             .order_by("round").values_list("block_id", "id", "status")}
-    for pk, key, area, block_status, gj in rows:
+    for pk, key, area, block_status, edge, gj in rows:
         if pk in mine:
             assignment, status = mine[pk]
             if show_locked and status == Assignment.Status.SUBMITTED and block_status in RELEASED:
                 status = block_status
         else:
             status, assignment = "unassigned", None
-        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status, "assignment": assignment}
+        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status, "assignment": assignment,
+                       "edge": edge}
 
 
 def block_status_layer(campaign: Campaign) -> Iterator[Feature]:
     """Every block with its overall status (reviewers and admins: it shows others' progress)."""
-    rows = with_geojson(blocks_of(campaign)).values_list("id", "block_key", "area_m2", "status", "gj")
-    for pk, key, area, status, gj in rows:
-        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status}
+    rows = with_geojson(blocks_of(campaign)).values_list("id", "block_key", "area_m2", "status", "edge", "gj")
+    for pk, key, area, status, edge, gj in rows:
+        yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status, "edge": edge}
 
 
 def campaign_extent(campaign: Campaign) -> tuple[float, float, float, float] | None:
@@ -412,3 +413,77 @@ def fraction_layer(rows) -> Iterator[Feature]:
 
 def model_versions(campaign: Campaign) -> list[str]:
     return sorted(set(Prediction.objects.filter(campaign=campaign).values_list("model_version", flat=True)))
+
+
+# --- blocks: re-imports, assignment, prediction -------------------------------------------------
+
+def block_geometries_in(campaign: Campaign,
+                        bounds: tuple[float, float, float, float]) -> list[tuple[int, GEOSGeometry]]:
+    """(id, geometry) of the campaign's blocks whose bounding box overlaps `bounds` (EPSG:4326)."""
+    return list(_in_bbox(blocks_of(campaign), bounds).values_list("id", "geom"))
+
+
+def annotated_block_ids(campaign: Campaign, block_ids) -> set[int]:
+    """Those of `block_ids` with an annotation (a draft or a submitted split) in any round."""
+    from .models import Annotation
+
+    return set(Annotation.objects.filter(assignment__campaign=campaign, assignment__block_id__in=list(block_ids))
+               .values_list("assignment__block_id", flat=True))
+
+
+def assignable_blocks(campaign: Campaign, *,
+                      include_edge: bool = False) -> tuple[QuerySet[StreetBlock], dict[str, int]]:
+    """The blocks assignment may give out, and how many were left out and why: edge blocks (cut by
+    the boundary) unless `include_edge`; blocks no scene holds, once the campaign has imagery
+    (without any imagery yet, blocks wait for it: import_imagery links them)."""
+    qs = blocks_of(campaign)
+    skipped = {"edge": 0, "outside_imagery": 0}
+    if not include_edge:
+        skipped["edge"] = qs.filter(edge=True).count()
+        qs = qs.filter(edge=False)
+    if scenes_of(campaign).exists():
+        skipped["outside_imagery"] = qs.filter(scene=None).count()
+        qs = qs.exclude(scene=None)
+    return qs, skipped
+
+
+def prediction_gap(campaign: Campaign, model_version: str) -> dict[str, int]:
+    """Blocks, blocks with imagery, and blocks with imagery `model_version` has not predicted yet."""
+    blocks = blocks_of(campaign)
+    with_imagery = blocks.exclude(scene=None)
+    done = Prediction.objects.filter(campaign=campaign, model_version=model_version).values("block_id")
+    return {"blocks": blocks.count(), "with_imagery": with_imagery.count(),
+            "to_predict": with_imagery.exclude(pk__in=done).count()}
+
+
+# --- the campaign's imagery as one layer ------------------------------------------------------
+
+def imagery_layer(campaign: Campaign) -> dict | None:
+    """The campaign's imagery as the pages draw it: ONE layer (its mosaic over all its scenes) that
+    credits every scene: their attributions and their licences, each once, in import order (the
+    campaign's own where a scene names none); None without imagery."""
+    scenes = list(scenes_of(campaign).values_list("attribution", "licence", "synthetic", "crs"))
+    if not scenes:
+        return None
+
+    def joined(values, fallback: str) -> str:
+        return "; ".join(dict.fromkeys(v for v in (value or fallback for value in values) if v))
+
+    return {"name": campaign.name, "scenes": len(scenes), "crs": scenes[0][3],
+            "attribution": joined((s[0] for s in scenes), campaign.imagery_attribution),
+            "licence": joined((s[1] for s in scenes), campaign.imagery_licence),
+            "synthetic": any(s[2] for s in scenes)}
+
+
+def imagery_raster_path(campaign: Campaign):
+    """The raster chips are cut from: the campaign's mosaic (one VRT over all its scenes, so a block
+    over two files gets pixels from both), as an absolute path; None when it has none (imagery
+    imported before mosaics: re-run `import_imagery` on any of its files to build it)."""
+    from pathlib import Path
+
+    from django.conf import settings
+
+    if not campaign.mosaic_path:
+        return None
+    path = Path(settings.MEDIA_ROOT) / campaign.mosaic_path
+    return path if path.is_file() else None

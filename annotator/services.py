@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import geopandas as gpd
+import shapely
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.contrib.gis.geos import GEOSGeometry
@@ -34,12 +35,16 @@ from django.utils import timezone
 
 from . import selectors
 from .idempotency import applied_before, request_digest
+from .ingest.errors import IngestError
 from .ingest.imagery import RasterInfo, inspect_geotiff, sha256_of, write_cog
 from .ingest.scenes import SceneChooser
 from .models import Annotation, Assignment, AuditEvent, Campaign, ImageryScene, Membership, StreetBlock
 from .splits import SplitError, parse_split
 
 ROLE_GROUPS = ("interpreter", "reviewer", "admin")
+# Geometry from OpenStreetMap (an .osm.pbf extract, or road lines declared as OSM's)
+OSM_SOURCE_NAME = "OpenStreetMap contributors"
+OSM_LICENCE = "ODbL-1.0"
 
 
 def ensure_role_groups() -> dict[str, Group]:
@@ -68,110 +73,365 @@ def create_campaign(name: str, *, city: str, description: str = "", imagery_lice
 
 
 def import_imagery(campaign: Campaign, path: str | os.PathLike, *, licence: str = "",
-                   attribution: str = "", name: str | None = None) -> tuple[ImageryScene, bool]:
-    """Validate a GeoTIFF, write it as a COG under MEDIA_ROOT and record the scene.
+                   attribution: str = "", name: str | None = None, bands=None, stretch: str | None = None,
+                   resolution: float | None = None) -> tuple[ImageryScene, bool]:
+    """One GeoTIFF (`import_imagery_files` with one path): the scene and whether it was created."""
+    result = import_imagery_files(campaign, [path], licence=licence, attribution=attribution, name=name,
+                                  bands=bands, stretch=stretch, resolution=resolution)
+    return result.files[0].scene, result.files[0].created
 
-    Idempotent: the same file (by SHA-256) for the same campaign returns the existing scene.
-    Bad input raises IngestError and leaves nothing behind (no scene, no COG, no empty folder).
+
+@dataclass
+class ImportedImagery:
+    path: Path
+    scene: ImageryScene
+    created: bool
+    notes: list[str]            # what the command reports: bands shown and not used, stretch, warnings
+    warnings: list[str]
+
+
+@dataclass
+class ImageryImport:
+    files: list[ImportedImagery]
+    mosaic: str                 # the campaign's mosaic VRT, relative to MEDIA_ROOT
+
+
+def import_imagery_files(campaign: Campaign, paths, *, licence: str = "", attribution: str = "",
+                         name: str | None = None, bands=None, stretch: str | None = None,
+                         resolution: float | None = None, progress=None) -> ImageryImport:
+    """Import GeoTIFFs (files, or folders of them) as the campaign's imagery scenes, in one transaction.
+
+    Each file gets a display COG under MEDIA_ROOT: 8-bit RGB (contrast-stretched per band unless it
+    is 8-bit; one band = grey), in the campaign's CRS (the first scene's; other CRSs are warped) and
+    at `resolution` m when given; and, unless it already was 8-bit RGB, a second COG of its original
+    values (`source_cog_path`). Then the campaign's mosaic (one VRT over all its scenes, which tiles
+    and chips read) is rebuilt. annotator.ingest.imagery says how (bands, stretch, grid).
+
+    `bands`: "R,G,B" or "B" (grey) or a sequence of band numbers; `stretch`: "P1%,P2%", "MIN,MAX" or
+    "MIN,MAX" per shown band (default 2-98 % percentiles, pooled over the files of this import);
+    `progress(iterable, description)`: wraps the loops (a progress bar).
+
+    Idempotent: a file already imported (same SHA-256, same campaign) is not written again. Every
+    file is checked before anything is written: bad input (any one file) raises IngestError and
+    leaves nothing behind (no scene, no COG, no empty folder; the mosaic as it was).
     """
-    from .ingest import IngestError
-    from .ingest.imagery import remove_cog
+    import logging
 
+    from .ingest import IngestError
+    from .ingest import imagery as im
+
+    progress = progress or (lambda items, _description: items)
     limit = {f: ImageryScene._meta.get_field(f).max_length for f in ("name", "attribution", "crs")}
     for what, field, value in (("the scene name (--name)", "name", name or ""),
                                ("the attribution (--attribution)", "attribution", attribution)):
         if len(value) > limit[field]:
             raise IngestError(f"{what} is {len(value)} characters long; at most {limit[field]} are kept. Shorten it.")
-    info: RasterInfo = inspect_geotiff(path)
-    if not name and len(info.path.stem) > limit["name"]:
-        raise IngestError(f"{info.path}: the file name is too long to name the scene (at most {limit['name']} "
-                          "characters); give a shorter one with --name.")
-    if len(info.crs) > limit["crs"]:
-        raise IngestError(f"{info.path}: its CRS has no short identifier such as an EPSG code; reproject it "
-                          f"first, e.g. `gdalwarp -t_srs EPSG:<code> {info.path.name} out.tif`.")
-    digest = sha256_of(info.path)
-    existing = ImageryScene.objects.filter(campaign=campaign, source_sha256=digest).first()
-    if existing is not None:
-        return existing, False
-    rel = Path("imagery") / f"campaign-{campaign.pk}" / f"{digest[:16]}.tif"
-    dst = Path(settings.MEDIA_ROOT) / rel
-    write_cog(info.path, dst)
+    if resolution is not None and not 0 < resolution < 1e6:
+        raise IngestError(f"--resolution {resolution}: give the pixel size in metres, e.g. 0.5.")
+    requested = im.parse_bands(bands) if bands is None or isinstance(bands, str) else tuple(bands)
+    spec = im.parse_stretch(stretch)
+    files = im.imagery_files([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
+    if name and len(files) > 1:
+        raise IngestError(f"--name names one scene, but {len(files)} files are given; without --name each scene "
+                          "takes its file's name.")
+    checked = []
+    for path in progress(files, "checking"):
+        info: RasterInfo = inspect_geotiff(path)
+        if not name and len(info.path.stem) > limit["name"]:
+            raise IngestError(f"{info.path}: the file name is too long to name the scene (at most {limit['name']} "
+                              "characters); give a shorter one with --name.")
+        if len(info.crs) > limit["crs"]:
+            raise IngestError(f"{info.path}: its CRS has no short identifier such as an EPSG code; reproject it "
+                              f"first, e.g. `gdalwarp -t_srs EPSG:<code> {info.path.name} out.tif`.")
+        checked.append((info, sha256_of(info.path), im.choose_bands(info, requested)))
+    existing = {s.source_sha256: s for s in ImageryScene.objects.filter(
+        campaign=campaign, source_sha256__in=[digest for _, digest, _ in checked])}
+    media = Path(settings.MEDIA_ROOT)
+    first = selectors.scenes_of(campaign).first()
     try:
+        grid = im.Grid.of(media / first.cog_path) if first is not None else None
+    except OSError as exc:
+        raise IngestError(f"the campaign's first scene ({media / first.cog_path}) cannot be read ({exc}): it sets "
+                          "the campaign's CRS and grid; restore MEDIA_ROOT.") from None
+    plans, new = {}, []
+    for info, digest, choice in checked:
+        if digest in existing or digest in plans:
+            continue
+        plan = im.plan_display(info, choice, grid, resolution_m=resolution, stretched=im.needs_stretch(info, spec))
+        grid = grid or plan.grid
+        plans[digest] = plan
+    pooled: dict[tuple, list] = {}
+    for plan in plans.values():
+        if plan.stretched:
+            pooled.setdefault((plan.info.dtype, plan.bands.band_map), []).append(plan.info)
+    stretches = {key: im.compute_stretch(infos, key[1], spec) for key, infos in pooled.items()}
+    folder = Path("imagery") / f"campaign-{campaign.pk}"
+    written: list[Path] = []
+    try:
+        for digest, plan in progress(list(plans.items()), "writing COGs"):
+            stretch_used = stretches.get((plan.info.dtype, plan.bands.band_map)) if plan.stretched else None
+            rel, source_rel = folder / f"{digest[:16]}.tif", folder / f"{digest[:16]}.source.tif"
+            written.append(im.write_display_cog(plan, media / rel, stretch_used))
+            if plan.keeps_source:
+                written.append(write_cog(plan.info.path, media / source_rel, indexes=plan.info.data_bands,
+                                         values=True))
+            new.append((digest, plan, stretch_used, str(rel), str(source_rel) if plan.keeps_source else ""))
         with transaction.atomic():
-            scene = ImageryScene.objects.create(
+            Campaign.objects.select_for_update().get(pk=campaign.pk)  # one import of a campaign at a time
+            created = {digest: ImageryScene.objects.create(
                 campaign=campaign,
-                name=name or info.path.stem,
-                cog_path=str(rel),
-                source_name=info.path.name,
+                name=name or plan.info.path.stem,
+                cog_path=rel,
+                source_name=plan.info.path.name,
                 source_sha256=digest,
-                crs=info.crs,
-                crs_wkt=info.crs_wkt,
-                resolution_m=info.resolution_m,
-                width=info.width,
-                height=info.height,
-                band_count=info.band_count,
-                footprint=GEOSGeometry(info.footprint_wgs84.wkt, srid=4326),
+                crs=plan.crs.to_string(),
+                crs_wkt=plan.crs.to_wkt(),
+                resolution_m=plan.resolution_m,
+                width=plan.width,
+                height=plan.height,
+                band_count=plan.info.band_count,
+                footprint=GEOSGeometry(plan.info.footprint_wgs84.wkt, srid=4326),
                 licence=licence or campaign.imagery_licence,
                 attribution=attribution or campaign.imagery_attribution,
-                synthetic=info.synthetic,
-            )
-    except Exception:
-        remove_cog(dst, keep=settings.MEDIA_ROOT)  # nothing changed: no orphan COG or empty folder either
+                synthetic=plan.info.synthetic,
+                source_dtype=plan.info.dtype_label,
+                band_map=list(plan.bands.band_map),
+                stretch=stretch_used,
+                source_cog_path=source_rel,
+            ) for digest, plan, stretch_used, rel, source_rel in new}
+            mosaic = campaign.mosaic_path
+            if created or not mosaic or not (media / mosaic).is_file():
+                mosaic = rebuild_mosaic(campaign)
+            link_blocks_to_scenes(campaign)
+    except BaseException:
+        for p in written:  # nothing changed: no orphan COG or empty folder either
+            im.remove_cog(p, keep=media)
+        if written:
+            try:
+                rebuild_mosaic(campaign)  # the mosaic of the scenes still recorded
+            except Exception:  # the import's own error is the one to report
+                logging.getLogger(__name__).exception("restoring the mosaic of campaign %s failed", campaign.pk)
         raise
-    return scene, True
+    out, reported = [], set()
+    for info, digest, choice in checked:
+        if digest in created and digest not in reported:
+            reported.add(digest)
+            out.append(_imported(info, created[digest], plans[digest], choice, resolution))
+        else:  # imported before, or the same file named twice
+            scene = created.get(digest) or existing[digest]
+            out.append(ImportedImagery(info.path, scene, False, [f"already imported as scene {scene.pk}"], []))
+    return ImageryImport(out, mosaic)
+
+
+def _imported(info, scene: ImageryScene, plan, choice, resolution) -> ImportedImagery:
+    """What the command says about a new scene: bands, stretch, warping, originals kept, warnings."""
+    from .ingest import imagery as im
+
+    notes = [choice.described + "".join(f"; {b} not used" for b in choice.unused)]
+    if scene.stretch:
+        notes.append(f"{scene.source_dtype} {im.describe_stretch(scene.stretch, scene.band_map)}")
+    if plan.warped:
+        notes.append(f"warped from {info.crs} at {info.resolution_m:.2f} m into {scene.crs} at "
+                     f"{scene.resolution_m:.2f} m")
+    if scene.source_cog_path:
+        notes.append(f"original values kept at MEDIA_ROOT/{scene.source_cog_path}")
+    warning = im.resolution_warning(scene.resolution_m, given=resolution is not None)
+    return ImportedImagery(info.path, scene, True, notes, [warning] if warning else [])
+
+
+def rebuild_mosaic(campaign: Campaign) -> str:
+    """Write the campaign's imagery as ONE layer: a GDAL VRT over all its scenes' display COGs
+    (MEDIA_ROOT/imagery/campaign-<id>/mosaic.vrt, atomically; later scenes on top) and record it in
+    `Campaign.mosaic_path`; without scenes the VRT is removed. Returns the path relative to
+    MEDIA_ROOT ("" without imagery)."""
+    from .ingest import imagery as im
+
+    media = Path(settings.MEDIA_ROOT)
+    rel = Path("imagery") / f"campaign-{campaign.pk}" / "mosaic.vrt"
+    cogs = [media / s.cog_path for s in selectors.scenes_of(campaign)]
+    if cogs:
+        im.write_mosaic(cogs, media / rel)
+    else:
+        im.remove_cog(media / rel, keep=media)
+    campaign.mosaic_path = str(rel) if cogs else ""
+    Campaign.objects.filter(pk=campaign.pk).update(mosaic_path=campaign.mosaic_path)
+    return campaign.mosaic_path
 
 
 @dataclass
 class BlockImportResult:
     created: int
     existing: int
+    replaced: int = 0  # existing blocks without annotations that new ones replaced (--replace)
+    dropped_over_annotated: int = 0  # new blocks not stored: they overlap an annotated block
+    edge: int = 0  # new blocks touching the boundary that closed them
+    outside_imagery: int = 0  # new blocks no imagery scene holds (scene null)
 
     @property
     def total(self) -> int:
         return self.created + self.existing
 
 
-@transaction.atomic
-def import_street_blocks(campaign: Campaign, blocks: gpd.GeoDataFrame, *, source: str) -> BlockImportResult:
-    """Store blocks (EPSG:4326 with `block_key` and `area_m2`); blocks already stored are kept.
+# Blocks overlapping by less than this (m²) only touch: shared edges, coordinate noise.
+OVERLAP_MIN_M2 = 1.0
 
-    Each block is linked to the campaign scene whose footprint holds most of it (ingest.scenes).
+
+class BlocksOverlap(IngestError):
+    """New blocks would overlap blocks the campaign already has (other input or other options)."""
+
+
+def block_provenance(source: str, source_name: str | None = None, licence: str | None = None, *,
+                     required: bool = False) -> tuple[str, str]:
+    """The geometry source and licence that blocks from `source` record: those given, else
+    OpenStreetMap's (ODbL) for an .osm.pbf extract. With `required`, a user file (road lines,
+    polygons) must name both; IngestError says what to pass."""
+    name, lic = (source_name or "").strip(), (licence or "").strip()
+    if source == StreetBlock.Source.OSM_PBF:
+        name, lic = name or OSM_SOURCE_NAME, lic or OSM_LICENCE
+    missing = [option for option, value in (("--source-name", name), ("--licence", lic)) if not value]
+    if required and missing:
+        raise IngestError(
+            f"Say where this file's geometry comes from and under which licence: pass {' and '.join(missing)}, "
+            "e.g. --source-name \"City of Helsinki block map\" --licence CC-BY-4.0 (road lines taken from "
+            f"OpenStreetMap: --source-name \"{OSM_SOURCE_NAME}\" --licence {OSM_LICENCE}).")
+    for option, value, field in (("--source-name", name, "source_name"), ("--licence", lic, "licence")):
+        limit = StreetBlock._meta.get_field(field).max_length
+        if len(value) > limit:
+            raise IngestError(f"{option} is {len(value)} characters long; at most {limit} are kept. Shorten it.")
+    return name, lic
+
+
+@transaction.atomic
+def import_street_blocks(campaign: Campaign, blocks: gpd.GeoDataFrame, *, source: str,
+                         source_name: str | None = None, licence: str | None = None, replace: bool = False,
+                         actor: User | None = None) -> BlockImportResult:
+    """Store blocks (EPSG:4326 with `block_key`, `area_m2` and optionally `edge`); blocks already
+    stored (same key: same geometry) are kept, so the same input again is a no-op.
+
+    A campaign's blocks never overlap: new blocks overlapping stored ones (other input, other options)
+    are refused (BlocksOverlap, nothing changed) unless `replace`, which deletes the overlapped blocks
+    that have no annotations and drops the new blocks that overlap an annotated one (kept as it is).
+    Each block is linked to the campaign scene whose footprint holds most of it (ingest.scenes), and
+    records its geometry's source and licence (`block_provenance`: OSM's by default for osm_pbf).
+    Blocks away from the boundary get the lower ids (they are assigned first).
     """
+    source_name, licence = block_provenance(source, source_name, licence)
     if blocks.crs is None or blocks.crs.to_epsg() != 4326:
         raise ValueError("blocks must be in EPSG:4326")
     known = selectors.existing_block_keys(campaign, blocks["block_key"])
+    fresh = blocks[~blocks["block_key"].isin(known)]
+    if "edge" not in fresh.columns:
+        fresh = fresh.assign(edge=False)
+    fresh, replaced, dropped = _make_room(campaign, fresh, replace=replace, actor=actor)
     scenes = SceneChooser(selectors.scenes_of(campaign))
     new = []
-    for key, area, geom in zip(blocks["block_key"], blocks["area_m2"], blocks.geometry.values):
-        if key in known:
-            continue
+    for key, area, geom, edge in sorted(zip(fresh["block_key"], fresh["area_m2"], fresh.geometry.values,
+                                            fresh["edge"].astype(bool)), key=lambda row: (row[3], row[0])):
         new.append(StreetBlock(campaign=campaign, block_key=key, area_m2=float(area), source=source,
+                               source_name=source_name, licence=licence, edge=edge,
                                scene=scenes.scene_for(geom), geom=GEOSGeometry(geom.wkt, srid=4326)))
     StreetBlock.objects.bulk_create(new, batch_size=2000)
-    return BlockImportResult(created=len(new), existing=len(known))
+    return BlockImportResult(created=len(new), existing=len(known), replaced=replaced, dropped_over_annotated=dropped,
+                             edge=sum(b.edge for b in new),
+                             outside_imagery=sum(b.scene is None for b in new) if scenes.scenes else 0)
+
+
+def _make_room(campaign: Campaign, fresh: gpd.GeoDataFrame, *, replace: bool,
+               actor: User | None) -> tuple[gpd.GeoDataFrame, int, int]:
+    """(the new blocks to store, stored blocks deleted, new blocks dropped): see import_street_blocks."""
+    pairs = _overlaps(campaign, fresh)
+    if not pairs:
+        return fresh, 0, 0
+    if not replace:
+        raise BlocksOverlap(
+            f"{len({i for i, _ in pairs})} new blocks would overlap {len({b for _, b in pairs})} blocks already "
+            f"in campaign {campaign.name!r} (made from other input, or with other options: --network, --min-area, "
+            "--min-width, --boundary, or imagery imported since). Run again with --replace to replace the "
+            "overlapped blocks that have no annotations (annotated blocks are kept; new blocks over them are dropped).")
+    annotated = selectors.annotated_block_ids(campaign, {b for _, b in pairs})
+    over_annotated = {i for i, b in pairs if b in annotated}
+    doomed = sorted({b for i, b in pairs if i not in over_annotated and b not in annotated})
+    keys = list(selectors.blocks_of(campaign).filter(pk__in=doomed).values_list("block_key", flat=True))
+    StreetBlock.objects.filter(pk__in=doomed).delete()
+    AuditEvent.objects.create(actor=actor, action="replace_blocks", campaign=campaign,
+                              after={"deleted": len(doomed), "deleted_keys": keys[:1000],
+                                     "dropped_over_annotated": len(over_annotated)})
+    keep = [i not in over_annotated for i in range(len(fresh))]
+    return fresh[keep], len(doomed), len(over_annotated)
+
+
+def _overlaps(campaign: Campaign, fresh: gpd.GeoDataFrame) -> list[tuple[int, int]]:
+    """(row of `fresh`, stored block id) for each pair overlapping by at least OVERLAP_MIN_M2."""
+    if fresh.empty:
+        return []
+    stored = selectors.block_geometries_in(campaign, tuple(fresh.total_bounds))
+    if not stored:
+        return []
+    ids = [pk for pk, _ in stored]
+    metric = fresh.estimate_utm_crs()
+    new_m = fresh.geometry.to_crs(metric).values
+    old_m = gpd.GeoSeries.from_wkb([bytes(g.wkb) for _, g in stored], crs="EPSG:4326").to_crs(metric).values
+    rows, cols = shapely.STRtree(old_m).query(new_m, predicate="intersects")
+    # reprojection can fold a polygon by rounding (vertices 1e-10 m apart): repair before the overlay
+    areas = shapely.area(shapely.intersection(shapely.make_valid(new_m[rows]), shapely.make_valid(old_m[cols])))
+    return [(int(r), ids[c]) for r, c, a in zip(rows, cols, areas) if a >= OVERLAP_MIN_M2]
+
+
+@transaction.atomic
+def link_blocks_to_scenes(campaign: Campaign) -> int:
+    """Blocks without a scene get the campaign scene that holds most of them (ingest.scenes), so that
+    importing roads before or after imagery ends the same. Returns how many were linked."""
+    scenes = SceneChooser(selectors.scenes_of(campaign))
+    linked = []
+    for block in selectors.blocks_of(campaign).filter(scene=None).only("id", "geom"):
+        block.scene = scenes.scene_for(block.geom)
+        if block.scene is not None:
+            linked.append(block)
+    StreetBlock.objects.bulk_update(linked, ["scene"], batch_size=2000)
+    return len(linked)
+
+
+class UserExists(ValueError):
+    """create_user was asked for a username that is taken."""
 
 
 @transaction.atomic
 def ensure_user(username: str, password: str, *, role: str, email: str = "") -> tuple[User, bool]:
     """Create a user in a role group (interpreter/reviewer/admin), or return the existing one."""
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        return create_user(username, password, role=role, email=email), True
+    user.groups.add(_role_group(role))
+    return user, False
+
+
+@transaction.atomic
+def create_user(username: str, password: str, *, role: str, email: str = "") -> User:
+    """A new account in the role's group: never a superuser, staff (the admin site) only for the
+    admin role. Refuses a username that exists, in any letter case (UserExists)."""
+    group = _role_group(role)
+    if User.objects.filter(username__iexact=username).exists():
+        raise UserExists(f"user {username!r} already exists.")
+    try:
+        with transaction.atomic():
+            user = User.objects.create_user(username, email=email, password=password, is_staff=role == "admin")
+    except IntegrityError:  # created by someone else meanwhile
+        raise UserExists(f"user {username!r} already exists.") from None
+    user.groups.add(group)
+    return user
+
+
+def _role_group(role: str) -> Group:
     if role not in ROLE_GROUPS:
         raise ValueError(f"role must be one of {ROLE_GROUPS}")
-    groups = ensure_role_groups()
-    user, created = User.objects.get_or_create(username=username, defaults={"email": email})
-    if created:
-        user.set_password(password)
-        user.is_staff = role == "admin"
-        user.save()
-    user.groups.add(groups[role])
-    return user, created
+    return ensure_role_groups()[role]
 
 
 # --- membership and assignment --------------------------------------------------------------
 
 @transaction.atomic
 def add_member(campaign: Campaign, user: User, role: str) -> Membership:
-    ensure_role_groups()
-    user.groups.add(Group.objects.get(name=role))
+    user.groups.add(_role_group(role))
     return Membership.objects.get_or_create(campaign=campaign, user=user, role=role)[0]
 
 
@@ -246,15 +506,19 @@ def interpreter_load(campaign: Campaign, round: int) -> tuple[list[User], dict[i
 class AssignResult:
     created: int
     blocks_short: int  # blocks that could not get N distinct interpreters (too few interpreters)
+    skipped_edge: int = 0  # edge blocks left out (include_edge=False)
+    skipped_outside_imagery: int = 0  # blocks no imagery scene holds, in a campaign with imagery
 
 
 @transaction.atomic
 def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: int = 1,
-                  actor: User | None = None) -> AssignResult:
+                  actor: User | None = None, include_edge: bool = False) -> AssignResult:
     """Give each block `per_block` distinct interpreters, balancing the load (pick_interpreters).
 
-    Blocks in id order. Existing assignments count, so re-running only fills gaps (also the gaps
-    that revoked assignments left; their interpreter is never given the same block again).
+    Blocks in id order; edge blocks (cut by the boundary) only with `include_edge`, and never blocks
+    outside all of the campaign's imagery (selectors.assignable_blocks). Existing assignments count,
+    so re-running only fills gaps (also the gaps that revoked assignments left; their interpreter is
+    never given the same block again).
     """
     per_block = per_block or campaign.interpreters_per_block
     _, load, rank = interpreter_load(campaign, round)
@@ -266,7 +530,8 @@ def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: in
         if status != Assignment.Status.REVOKED:
             live[block_id] = live.get(block_id, 0) + 1
     new, short = [], 0
-    for block_id in selectors.blocks_of(campaign).order_by("id").values_list("id", flat=True):
+    blocks, skipped = selectors.assignable_blocks(campaign, include_edge=include_edge)
+    for block_id in blocks.order_by("id").values_list("id", flat=True):
         need = per_block - live.get(block_id, 0)
         if need <= 0:
             continue
@@ -277,7 +542,8 @@ def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: in
     if new:
         AuditEvent.objects.create(actor=actor, action="assign_blocks", campaign=campaign,
                                   after={"created": len(new), "per_block": per_block, "round": round})
-    return AssignResult(created=len(new), blocks_short=short)
+    return AssignResult(created=len(new), blocks_short=short, skipped_edge=skipped["edge"],
+                        skipped_outside_imagery=skipped["outside_imagery"])
 
 
 # --- saving a split -------------------------------------------------------------------------

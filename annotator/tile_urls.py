@@ -1,4 +1,5 @@
-"""Imagery tiles. Mounted by config/urls.py as path("tiles/", include("annotator.tile_urls"))."""
+"""Imagery tiles (a campaign's mosaic, one scene). Mounted by config/urls.py as
+path("tiles/", include("annotator.tile_urls"))."""
 from django.urls import path, register_converter
 
 from . import tile_views, url_converters  # noqa: F401  (url_converters registers <id64:...>)
@@ -20,4 +21,8 @@ app_name = "tiles"
 urlpatterns = [
     path("<id64:scene_id>/<id64:z>/<id64:x>/<id64:y>.<tilefmt:fmt>", tile_views.tile, name="tile"),
     path("<id64:scene_id>/tilejson.json", tile_views.tilejson, name="tilejson"),
+    # the campaign's imagery as one layer (its mosaic over all its scenes): what the pages draw
+    path("campaigns/<id64:campaign_id>/<id64:z>/<id64:x>/<id64:y>.<tilefmt:fmt>", tile_views.campaign_tile,
+         name="campaign-tile"),
+    path("campaigns/<id64:campaign_id>/tilejson.json", tile_views.campaign_tilejson, name="campaign-tilejson"),
 ]

@@ -1,13 +1,14 @@
-"""Imagery tiles: XYZ tiles in Web Mercator rendered from a scene's COG with rio-tiler.
+"""Imagery tiles: XYZ tiles in Web Mercator rendered with rio-tiler from a campaign's mosaic (the
+GDAL VRT over all its scenes' COGs: one seamless layer, what the pages draw) or from one scene's COG.
 
-Whatever the scene's CRS (UTM, ETRS-TM35FIN, WGS 84, ...), tiles are 256 px WebMercatorQuad
+Whatever the imagery's CRS (UTM, ETRS-TM35FIN, WGS 84, ...), tiles are 256 px WebMercatorQuad
 tiles (the Leaflet/OSM grid). Three things keep repeat requests cheap:
 
-- open readers are pooled per process (a small LRU keyed by the COG's path and file identity;
+- open readers are pooled per process (a small LRU keyed by the file's path and identity;
   a reader serves one thread at a time, so this is thread-safe under threaded servers);
 - encoded tiles go into Django's cache (`caches["tiles"]` when configured, else "default"),
-  keyed by scene id + COG file identity (path, inode, size, mtime), so a replaced COG never
-  serves stale tiles and needs no explicit invalidation;
+  keyed by the file's identity (path, inode, size, mtime): a replaced COG, or a mosaic rebuilt
+  by an import (written anew, atomically), never serves stale tiles and needs no invalidation;
 - the ETag is derived from the same key, so a 304 is answered without reading any pixels.
 
 Measured on this project's 2-core machine (scripts/bench_tiles.py, CPU time per 256 px tile of
@@ -53,15 +54,17 @@ EMPTY = b""  # cached marker for "no imagery in this tile"
 
 
 class ImageryMissing(Exception):
-    """The scene's COG is not on disk under MEDIA_ROOT."""
+    """The scene's COG, or the campaign's mosaic, is not on disk under MEDIA_ROOT."""
 
 
 @dataclass(frozen=True)
-class SceneFile:
-    """A scene's COG and its identity (changes whenever the file is replaced or rewritten)."""
+class ImageryFile:
+    """A file tiles are read from (a scene's COG, a campaign's mosaic VRT) and its identity (changes
+    whenever the file is replaced or rewritten); `name` says whose it is in cache keys."""
 
     path: Path
     identity: str
+    name: str = ""
 
 
 def normalise_format(fmt: str) -> str | None:
@@ -73,29 +76,46 @@ def valid_tile(z: int, x: int, y: int) -> bool:
     return 0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z
 
 
-def scene_file(scene) -> SceneFile:
-    path = Path(settings.MEDIA_ROOT) / scene.cog_path
+def _imagery_file(rel: str, name: str, what: str) -> ImageryFile:
+    path = Path(settings.MEDIA_ROOT) / rel
     try:
-        st = os.stat(path)
+        st = os.stat(path) if rel else None
     except FileNotFoundError:
-        raise ImageryMissing(
-            f"scene {scene.pk}: COG {path} is missing; re-import the imagery "
-            f"(`manage.py import_imagery`) or check MEDIA_ROOT."
-        ) from None
+        st = None
+    if st is None:
+        raise ImageryMissing(f"{what} {path if rel else ''} is missing; re-import the imagery "
+                             "(`manage.py import_imagery`) or check MEDIA_ROOT.")
     raw = f"{path.resolve()}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|v{RENDER_VERSION}"
-    return SceneFile(path=path, identity=hashlib.sha1(raw.encode()).hexdigest()[:20])
+    return ImageryFile(path=path, identity=hashlib.sha1(raw.encode()).hexdigest()[:20], name=name)
+
+
+def scene_file(scene) -> ImageryFile:
+    return _imagery_file(scene.cog_path, f"scene-{scene.pk}", f"scene {scene.pk}: COG")
+
+
+def mosaic_file(campaign) -> ImageryFile:
+    """The campaign's mosaic (services.rebuild_mosaic writes it at each import)."""
+    return _imagery_file(campaign.mosaic_path, f"campaign-{campaign.pk}", f"campaign {campaign.pk}: imagery mosaic")
+
+
+def imagery_file(owner) -> ImageryFile:
+    """The file tiles of `owner` come from: a campaign's mosaic, or a scene's COG."""
+    from .models import Campaign
+
+    return mosaic_file(owner) if isinstance(owner, Campaign) else scene_file(owner)
 
 
 def tile_cache():
     return caches["tiles" if "tiles" in settings.CACHES else "default"]
 
 
-def tile_key(scene, sf: SceneFile, z: int, x: int, y: int, fmt: str) -> str:
-    return f"tile:{scene.pk}:{sf.identity}:{z}/{x}/{y}.{fmt}"
+def tile_key(owner, sf: ImageryFile, z: int, x: int, y: int, fmt: str) -> str:
+    """The cache key of a tile of `owner` (a campaign or a scene) read from `sf`."""
+    return f"tile:{sf.name}:{sf.identity}:{z}/{x}/{y}.{fmt}"
 
 
-def tile_etag(scene, sf: SceneFile, z: int, x: int, y: int, fmt: str) -> str:
-    return '"' + hashlib.sha1(tile_key(scene, sf, z, x, y, fmt).encode()).hexdigest()[:24] + '"'
+def tile_etag(owner, sf: ImageryFile, z: int, x: int, y: int, fmt: str) -> str:
+    return '"' + hashlib.sha1(tile_key(owner, sf, z, x, y, fmt).encode()).hexdigest()[:24] + '"'
 
 
 # --- open readers, pooled per process ---------------------------------------------------------
@@ -116,7 +136,7 @@ class ReaderPool:
         self.opened = 0  # readers opened so far (tests and the benchmark read it)
 
     @contextmanager
-    def reader(self, sf: SceneFile):
+    def reader(self, sf: ImageryFile):
         key = (str(sf.path), sf.identity)
         to_close: list[Reader] = []
         with self._lock:
@@ -165,7 +185,7 @@ readers = ReaderPool()
 
 # --- reading and encoding ---------------------------------------------------------------------
 
-def read_tile(sf: SceneFile, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray] | None:
+def read_tile(sf: ImageryFile, z: int, x: int, y: int) -> tuple[np.ndarray, np.ndarray] | None:
     """(rgb uint8 HxWx3, mask uint8 HxW: 255 = imagery) of one tile, or None if it has none."""
     with readers.reader(sf) as rdr:
         try:
@@ -174,9 +194,9 @@ def read_tile(sf: SceneFile, z: int, x: int, y: int) -> tuple[np.ndarray, np.nda
             return None
     mask = img.mask
     if not mask.any():
-        return None  # inside the scene's bounding box but outside its pixels
+        return None  # inside the imagery's bounding box but outside its pixels
     rgb = np.moveaxis(np.asarray(img.data), 0, -1)
-    if rgb.dtype != np.uint8:  # ingest only accepts 8-bit RGB; be safe anyway
+    if rgb.dtype != np.uint8:  # ingest writes 8-bit RGB (stretched); be safe anyway
         rgb = np.clip(rgb, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(rgb), mask
 
@@ -198,20 +218,21 @@ def encode(rgb: np.ndarray, mask: np.ndarray, fmt: str) -> bytes:
     return buf.getvalue()
 
 
-def render_tile(scene, z: int, x: int, y: int, fmt: str = DEFAULT_FORMAT, *,
-                sf: SceneFile | None = None, use_cache: bool = True) -> bytes | None:
-    """Encoded bytes of tile z/x/y of `scene`, or None where the scene has no imagery.
+def render_tile(owner, z: int, x: int, y: int, fmt: str = DEFAULT_FORMAT, *,
+                sf: ImageryFile | None = None, use_cache: bool = True) -> bytes | None:
+    """Encoded bytes of tile z/x/y of `owner` (a campaign: its mosaic; a scene: its COG), or None
+    where it has no imagery.
 
-    Raises ValueError for a bad format or tile address, ImageryMissing when the COG is gone.
+    Raises ValueError for a bad format or tile address, ImageryMissing when the file is gone.
     """
     fmt_n = normalise_format(fmt)
     if fmt_n is None:
         raise ValueError(f"unknown tile format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not valid_tile(z, x, y):
         raise ValueError(f"tile {z}/{x}/{y} does not exist (z 0..{MAX_ZOOM}, x and y 0..2^z-1)")
-    sf = sf or scene_file(scene)
+    sf = sf or imagery_file(owner)
     cache = tile_cache() if use_cache else None
-    key = tile_key(scene, sf, z, x, y, fmt_n)
+    key = tile_key(owner, sf, z, x, y, fmt_n)
     if cache is not None:
         try:
             hit = cache.get(key)
@@ -230,11 +251,12 @@ def render_tile(scene, z: int, x: int, y: int, fmt: str = DEFAULT_FORMAT, *,
     return data
 
 
-def scene_tile_info(scene, sf: SceneFile | None = None) -> dict:
-    """Bounds (WGS 84) and the native zoom range of a scene, as rio-tiler computes them."""
-    sf = sf or scene_file(scene)
+def tile_info(owner, sf: ImageryFile | None = None) -> dict:
+    """Bounds (WGS 84) and the native zoom range of a campaign's mosaic or a scene, as rio-tiler
+    computes them."""
+    sf = sf or imagery_file(owner)
     cache = tile_cache()
-    key = f"tileinfo:{scene.pk}:{sf.identity}"
+    key = f"tileinfo:{sf.name}:{sf.identity}"
     info = cache.get(key)
     if info is None:
         with readers.reader(sf) as rdr:
@@ -242,3 +264,6 @@ def scene_tile_info(scene, sf: SceneFile | None = None) -> dict:
             info = {"bounds": bounds, "minzoom": int(rdr.minzoom), "maxzoom": int(rdr.maxzoom)}
         cache.set(key, info, CACHE_TIMEOUT)
     return info
+
+
+scene_tile_info = tile_info

@@ -1,6 +1,7 @@
 """Django settings for lcz-annotator: one module, driven by the environment.
 
-Environment variables
+Environment variables (a git-ignored `.env` beside manage.py fills in those the environment leaves
+unset; `make demo` writes one; DOTENV_PATH names another file, empty: read none)
   DJANGO_DEBUG        "1" for development. Only then do the defaults below apply.
   SECRET_KEY          required when DEBUG is off.
   DATABASE_URL        postgis://user@host:port/db (production, tests) or spatialite:///path
@@ -20,10 +21,19 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
+
+# KEY=value lines of a local `.env` (`make demo` writes one) fill in what the environment leaves
+# unset: a variable set in the environment always wins over the file. The test runs set
+# DOTENV_PATH empty, so a developer's .env never reaches them.
+DOTENV_PATH = os.environ.get("DOTENV_PATH", str(BASE_DIR / ".env"))
+if DOTENV_PATH and Path(DOTENV_PATH).is_file():
+    environ.Env.read_env(DOTENV_PATH, overwrite=False)
+_SET_IT = "set it in the environment or in .env (make demo writes one)"
 
 
 def _env_bool(name: str, default: bool = False) -> bool:
@@ -39,7 +49,7 @@ def _required(name: str, dev_default: str) -> str:
         return value
     if DEBUG:
         return dev_default
-    raise ImproperlyConfigured(f"{name} must be set when DJANGO_DEBUG is off.")
+    raise ImproperlyConfigured(f"{name} must be set when DJANGO_DEBUG is off: {_SET_IT}.")
 
 
 DEBUG = _env_bool("DJANGO_DEBUG", False)
@@ -199,7 +209,7 @@ SPECTACULAR_SETTINGS = {
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 if not CELERY_BROKER_URL and not DEBUG:
-    raise ImproperlyConfigured("CELERY_BROKER_URL must be set when DJANGO_DEBUG is off.")
+    raise ImproperlyConfigured(f"CELERY_BROKER_URL must be set when DJANGO_DEBUG is off: {_SET_IT}.")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL  # embedded default: tasks run in-process
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)

@@ -23,7 +23,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
 from annotator import prediction_jobs, selectors
-from annotator.api.serializers import feature_collection, review_block_payload
+from annotator.api.serializers import feature_collection, imagery_payload, review_block_payload
 from annotator.models import Campaign, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
 
@@ -168,16 +168,14 @@ def _interpreter_progress(campaign: Campaign, figures: dict) -> list[dict]:
 
 
 def _scenes(campaign: Campaign) -> list[dict]:
-    out = []
-    for s in selectors.scenes_of(campaign):
-        tilejson = reverse("tiles:tilejson", args=[s.pk])
-        attribution = " · ".join(filter(None, [
-            s.attribution or campaign.imagery_attribution,
-            "Licence: " + (s.licence or campaign.imagery_licence or "not stated")]))
-        out.append({"id": s.pk, "name": s.name, "tilejson": tilejson,
-                    "tiles": tilejson.removesuffix("tilejson.json") + "{z}/{x}/{y}.webp",
-                    "attribution": attribution + (" (synthetic imagery)" if s.synthetic else "")})
-    return out
+    """The campaign's imagery for lczBasemap.addScenes: ONE layer (its mosaic over all its scenes)
+    crediting every scene, or none without imagery."""
+    layer = imagery_payload(campaign)
+    if layer is None:
+        return []
+    attribution = " · ".join(filter(None, [layer["attribution"], "Licence: " + (layer["licence"] or "not stated")]))
+    return [{"id": layer["id"], "name": layer["name"], "tilejson": layer["tilejson"], "tiles": layer["tiles"],
+             "attribution": attribution + (" (synthetic imagery)" if layer["synthetic"] else "")}]
 
 
 def _first_disputed(campaign: Campaign, exclude: int | None = None, after: int | None = None) -> int | None:

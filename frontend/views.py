@@ -6,7 +6,7 @@ from django.shortcuts import get_object_or_404, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from annotator import selectors
-from annotator.api.serializers import SceneSerializer, classes_payload, feature_collection
+from annotator.api.serializers import classes_payload, feature_collection, imagery_payload
 from annotator.models import Annotation
 from lcz_model.classes import CLASSES
 
@@ -49,7 +49,7 @@ def workspace(request, pk: int):
             "imagery_licence": campaign.imagery_licence,
             "imagery_attribution": campaign.imagery_attribution,
             "bounds": list(selectors.campaign_extent(campaign) or []) or None,
-            "scenes": SceneSerializer(selectors.scenes_of(campaign), many=True).data,
+            "scenes": [layer for layer in [imagery_payload(campaign)] if layer],  # one layer: the mosaic
         },
         "classes": classes_payload(),
         "flags": [{"key": v, "label": label} for v, label in Annotation.Flag.choices],

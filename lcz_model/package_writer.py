@@ -121,9 +121,13 @@ def write_sha256sums(root) -> Path:
     return atomic_write_text(Path(root) / "SHA256SUMS", sha256sums_text(root))
 
 
-def croissant_metadata(pkg: Path, *, name: str, description: str, license_url: str, url: str,
-                       version: str, date_published: str, cite_as: str) -> dict:
-    """Croissant 1.0 metadata describing labels.csv (with its sha256), valid for mlcroissant."""
+def croissant_metadata(pkg: Path, *, name: str, description: str, license_url: str | Sequence[str | dict],
+                       url: str, version: str, date_published: str, cite_as: str,
+                       keywords: Sequence[str] = ()) -> dict:
+    """Croissant 1.0 metadata describing labels.csv (with its sha256), valid for mlcroissant.
+
+    ``license_url``: one licence URL, or every licence of the package (Croissant's `license` takes
+    many: URLs, texts, or schema.org CreativeWorks that say what each covers)."""
     def field(col, dtype, desc):
         return {"@type": "cr:Field", "@id": f"labels/{col}", "name": col, "description": desc,
                 "dataType": dtype, "source": {"fileObject": {"@id": "labels.csv"}, "extract": {"column": col}}}
@@ -148,7 +152,8 @@ def croissant_metadata(pkg: Path, *, name: str, description: str, license_url: s
         "conformsTo": "http://mlcommons.org/croissant/1.0",
         "name": name,
         "description": description,
-        "license": license_url,
+        "license": license_url if isinstance(license_url, str) else list(license_url),
+        **({"keywords": list(keywords)} if keywords else {}),
         "url": url,
         "version": version,
         "datePublished": date_published,
@@ -179,7 +184,8 @@ class PackageContents:
     """Everything of a package but its images; ``None`` leaves that file out.
 
     ``blocks``: a GeoDataFrame with one row per block in ``block_ids`` order, holding the
-    geometry and the source's own columns (city, scene_id, area_m2, n_annotations, agreement);
+    geometry and the source's own columns (city, scene_id, area_m2, n_annotations, agreement;
+    optionally source_name and licence, the geometry's provenance);
     the writer adds block_id, crs, split, pure, dominant and the 17 fractions.
     ``annotations``: rows for :func:`annotations_csv_text`.
     ``croissant``: the keyword arguments of :func:`croissant_metadata` (name, description, ...).
@@ -197,6 +203,8 @@ class PackageContents:
 
 
 BLOCK_COLUMNS = ("city", "scene_id", "area_m2", "n_annotations", "agreement")
+# written when the source has them: where each block's geometry comes from, and its licence
+SOURCE_COLUMNS = ("source_name", "licence")
 
 
 def write_package(out, contents: PackageContents | Callable[[Path], PackageContents], *,
@@ -258,6 +266,7 @@ def _write_blocks_gpkg(path: Path, blocks, ids: list[str], permille: np.ndarray,
         "dominant": [KEYS[i] for i in permille.argmax(axis=1)],
         "n_annotations": blocks["n_annotations"].to_numpy(),
         "agreement": blocks["agreement"].to_numpy(),
+        **{c: blocks[c].to_numpy() for c in SOURCE_COLUMNS if c in blocks.columns},
         **{k: permille[:, j] / float(PERMILLE) for j, k in enumerate(KEYS)},
     }, geometry=blocks.geometry.to_numpy(), crs=crs)
     gdf.to_file(path, layer="blocks", driver="GPKG")

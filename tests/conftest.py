@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio.transform import from_origin
-from shapely.geometry import LineString
+from shapely.geometry import LineString, box
 
 # ETRS-TM35FIN, metric; a place in Helsinki.
 METRIC_CRS = "EPSG:3067"
@@ -53,6 +53,10 @@ def geotiff_factory(tmp_path):
     return make
 
 
+# what a test passes for the provenance of grid_roads' lines (import_osm_blocks wants it for a road-lines file)
+TEST_ROADS = dict(source_name="synthetic test roads", licence="CC0-1.0")
+
+
 def grid_roads(n=3, spacing=100.0, origin=ORIGIN, highway="residential", width=None) -> gpd.GeoDataFrame:
     """n horizontal and n vertical straight roads, `spacing` m apart, in METRIC_CRS:
     (n-1)^2 enclosed cells of spacing x spacing m between centre-lines."""
@@ -76,3 +80,10 @@ def campaign(db):
 
     campaign, _ = services.create_campaign("Test campaign", city="Helsinki", imagery_licence="CC0 test imagery")
     return campaign
+
+
+def grid_boundary(n=3, spacing=100.0, origin=ORIGIN) -> gpd.GeoDataFrame:
+    """The study area inside grid_roads' outer roads (METRIC_CRS): blocks closed by it are exactly the
+    grid's (n-1)^2 cells, with no edge strips beyond the outer roads."""
+    x0, y0, x1, y1 = grid_roads(n=n, spacing=spacing, origin=origin).total_bounds
+    return gpd.GeoDataFrame(geometry=[box(x0 + 20, y0 + 20, x1 - 20, y1 - 20)], crs=METRIC_CRS)

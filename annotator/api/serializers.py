@@ -4,10 +4,12 @@ GeoJSON FeatureCollections of blocks are written by `feature_collection` only.""
 import json
 from collections.abc import Iterable
 
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from annotator import selectors
 from annotator.models import Annotation, Assignment, AuditEvent, Campaign, ImageryScene
 from annotator.splits import as_dict
 from lcz_model.classes import CLASSES
@@ -23,25 +25,52 @@ class LCZClassSerializer(serializers.Serializer):
     description = serializers.CharField()
 
 
+def imagery_payload(campaign: Campaign) -> dict | None:
+    """The campaign's imagery as ONE tile layer (its mosaic over all its scenes), for the pages and the
+    API: tiles and TileJSON URLs with every scene's attribution and licence (selectors.imagery_layer);
+    None without imagery."""
+    layer = selectors.imagery_layer(campaign)
+    if layer is None:
+        return None
+    tilejson = reverse("tiles:campaign-tilejson", args=[campaign.pk])
+    return {"id": campaign.pk, **layer, "tilejson": tilejson,
+            "tiles": tilejson.removesuffix("tilejson.json") + "{z}/{x}/{y}.webp"}  # transparent outside it
+
+
+class ImageryLayerSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    scenes = serializers.IntegerField(help_text="How many scenes the mosaic is made of.")
+    crs = serializers.CharField()
+    attribution = serializers.CharField(help_text="Every scene's attribution, each once.")
+    licence = serializers.CharField(help_text="Every scene's licence, each once.")
+    synthetic = serializers.BooleanField()
+    tilejson = serializers.CharField()
+    tiles = serializers.CharField()
+
+
 class SceneSerializer(serializers.ModelSerializer):
-    tiles = serializers.SerializerMethodField()
+    """A scene's metadata; its pixels are drawn through the campaign's one imagery layer."""
 
     class Meta:
         model = ImageryScene
-        fields = ["id", "name", "crs", "resolution_m", "licence", "attribution", "synthetic", "tiles"]
-
-    def get_tiles(self, scene) -> str:
-        return f"/tiles/{scene.pk}/{{z}}/{{x}}/{{y}}.webp"  # transparent outside the scene
+        fields = ["id", "name", "crs", "resolution_m", "licence", "attribution", "synthetic", "source_dtype",
+                  "band_map", "stretch"]
 
 
 class CampaignSerializer(serializers.ModelSerializer):
     scenes = SceneSerializer(many=True, read_only=True)
+    imagery = serializers.SerializerMethodField()
     bounds = serializers.SerializerMethodField()
 
     class Meta:
         model = Campaign
         fields = ["id", "name", "city", "description", "imagery_licence", "imagery_attribution",
-                  "interpreters_per_block", "scenes", "bounds"]
+                  "interpreters_per_block", "scenes", "imagery", "bounds"]
+
+    @extend_schema_field(ImageryLayerSerializer(allow_null=True))
+    def get_imagery(self, campaign) -> dict | None:
+        return imagery_payload(campaign)
 
     def get_bounds(self, campaign) -> list[float] | None:
         extent = self.context.get("extent")

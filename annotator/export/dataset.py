@@ -5,13 +5,14 @@ writes with lcz_model.package_writer.write_package (atomic, deterministic, SHA25
 """
 from __future__ import annotations
 
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import shapely
-from django.conf import settings
 from django.db.models import Max
 
 from annotator import selectors
@@ -22,6 +23,18 @@ from lcz_model.classes import CLASSES
 ODBL = "https://opendatacommons.org/licenses/odbl/1-0/"
 LABELS_LICENCE = "CC-BY-4.0"
 LABELS_LICENCE_URL = "https://creativecommons.org/licenses/by/4.0/"
+# Data licences by SPDX id: a geometry licence recorded as one of these (any letter case) is named
+# by its id and linked; any other is quoted as recorded.
+LICENCE_URLS = {
+    "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+    "CC-BY-4.0": LABELS_LICENCE_URL,
+    "CC-BY-SA-4.0": "https://creativecommons.org/licenses/by-sa/4.0/",
+    "ODbL-1.0": ODBL,
+    "ODC-By-1.0": "https://opendatacommons.org/licenses/by/1-0/",
+    "PDDL-1.0": "https://opendatacommons.org/licenses/pddl/1-0/",
+}
+_SPDX = {k.lower(): k for k in LICENCE_URLS}
+KEYWORDS = ("local climate zones", "urban heat", "remote sensing")
 
 
 class ExportError(Exception):
@@ -62,6 +75,49 @@ class _Block:
     permille: np.ndarray
     agreement_tv: float | None
     n_annotations: int
+    source: str = ""          # StreetBlock.Source: how the geometry was made
+    source_name: str = ""     # where it comes from, and its licence, as recorded at import
+    licence: str = ""
+
+
+@dataclass(frozen=True)
+class GeometrySource:
+    """One (source, licence) of the exported blocks' geometry, as recorded at import."""
+    name: str
+    licence: str
+    n_blocks: int
+
+    @property
+    def spdx(self) -> str | None:
+        return _SPDX.get(self.licence.strip().lower())
+
+    @property
+    def url(self) -> str | None:
+        return LICENCE_URLS.get(self.spdx or "")
+
+    @property
+    def odbl(self) -> bool:
+        """Under the Open Database License (share-alike for derived databases)."""
+        text = self.licence.lower()
+        return self.spdx == "ODbL-1.0" or "odbl" in text or "open database licen" in text
+
+    @property
+    def osm(self) -> bool:
+        return "openstreetmap" in self.name.lower()
+
+    def label(self) -> str:
+        return (f"{self.name or 'source not recorded at import'} "
+                f"({self.spdx or self.licence or 'licence not recorded'}, {_n_blocks(self.n_blocks)})")
+
+
+def _n_blocks(n: int) -> str:
+    return f"{n} block{'' if n == 1 else 's'}"
+
+
+def geometry_sources(blocks: list[_Block]) -> list[GeometrySource]:
+    """The distinct (source_name, licence) of `blocks`, sorted, with their block counts."""
+    counts = Counter((b.source_name, b.licence) for b in blocks)
+    return [GeometrySource(name, lic, n) for (name, lic), n in sorted(counts.items())]
 
 
 def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions | None = None,
@@ -80,7 +136,7 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
     report = ExportReport(path=out, n_blocks=0, n_train=0, n_test=0, left_out_bad_imagery=bad_imagery)
 
     def contents(pkg: Path) -> pw.PackageContents:
-        kept, dropped = _write_chips(blocks, pkg, opts, progress)
+        kept, dropped = _write_chips(campaign, blocks, pkg, opts, progress)
         if not kept:
             raise ExportError("no block has any imagery inside its outline; nothing to export.")
         train, test = assign_splits(kept, opts)
@@ -90,21 +146,23 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
         figures = _agreement_figures(campaign, pseudonyms)
         published = _date_published(campaign)
         scenes = {s.pk: s for s in selectors.scenes_of(campaign)}
-        used_scenes = [scenes[i] for i in sorted({b.scene_id for b in kept})]
+        used_scenes = _scenes_under(scenes, kept)
+        sources = geometry_sources(kept)
         report.n_blocks, report.n_train, report.n_test = len(kept), len(train), len(test)
         report.left_out_no_chips = dropped
         return pw.PackageContents(
             block_ids=[b.key for b in kept], permille=permille, splits={"train": train, "test": test},
             readme=_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery, dropped,
                              used_scenes, published, out.name),
-            licence=_licence_text(campaign, used_scenes),
-            citation=_citation(campaign, opts, published),
+            licence=_licence_text(campaign, used_scenes, sources),
+            citation=_citation(campaign, opts, published, sources, used_scenes),
             blocks=_blocks_frame(campaign, kept),
             annotations=_annotation_rows(kept, pseudonyms),
             agreement=figures,
             croissant=dict(
                 name=out.name, description=f"Mixed Local Climate Zone fractions for {len(kept)} street blocks "
-                f"of {campaign.city}, labelled by interpreters in lcz-annotator.", license_url=LABELS_LICENCE_URL,
+                f"of {campaign.city}, labelled by interpreters in lcz-annotator.",
+                license_url=_croissant_licences(campaign, sources, used_scenes), keywords=_keywords(sources),
                 url=f"https://example.org/datasets/{out.name}", version=opts.dataset_version,
                 date_published=published[:10], cite_as=_cite_as(campaign, opts, published)))
 
@@ -140,8 +198,9 @@ def _labelled_blocks(campaign: Campaign, include_disputed: bool) -> tuple[list[_
             flagged.add(block_id)
     out, bad = [], 0
     rows = selectors.blocks_of(campaign).filter(status__in=statuses).order_by("block_key").values_list(
-        "pk", "block_key", "geom", "area_m2", "scene_id", "final_permille", "consensus", "agreement_tv")
-    for pk, key, geom, area, scene_id, final, consensus, tv in rows:
+        "pk", "block_key", "geom", "area_m2", "scene_id", "final_permille", "consensus", "agreement_tv",
+        "source", "source_name", "licence")
+    for pk, key, geom, area, scene_id, final, consensus, tv, source, source_name, licence in rows:
         label = final if final is not None else consensus
         if label is None:
             continue
@@ -149,21 +208,32 @@ def _labelled_blocks(campaign: Campaign, include_disputed: bool) -> tuple[list[_
             bad += 1
             continue
         out.append(_Block(pk, key, shapely.from_wkb(bytes(geom.wkb)), area, scene_id,
-                          np.asarray(label, dtype=np.int64), tv, n_annotations.get(pk, 0)))
+                          np.asarray(label, dtype=np.int64), tv, n_annotations.get(pk, 0), source,
+                          source_name, licence))
     return out, bad
 
 
-def _write_chips(blocks: list[_Block], pkg: Path, opts: ExportOptions, progress: bool):
-    scenes = {s.pk: s for s in ImageryScene.objects.filter(pk__in={b.scene_id for b in blocks})}
-    jobs: dict[str, list[tuple[str, bytes]]] = {}
-    for b in blocks:
-        path = str(Path(settings.MEDIA_ROOT) / scenes[b.scene_id].cog_path)
-        jobs.setdefault(path, []).append((b.key, shapely.to_wkb(b.geom)))
+def _write_chips(campaign: Campaign, blocks: list[_Block], pkg: Path, opts: ExportOptions, progress: bool):
+    """Chips from the campaign's mosaic (one VRT over all its scenes), not one scene's COG: a block over
+    two files gets pixels from both, as the interpreters saw it."""
+    mosaic = selectors.imagery_raster_path(campaign)
+    if mosaic is None:
+        raise ExportError(f"campaign {campaign.name!r} has no imagery mosaic; re-run `manage.py import_imagery` on "
+                          "any of its files to build it.")
+    jobs = {str(mosaic): [(b.key, shapely.to_wkb(b.geom)) for b in blocks]}
     n_local = pw.write_chips(jobs, pkg, size=opts.chip_size, max_local=opts.max_local,
                              workers=opts.workers, progress=progress)
     kept = sorted((b for b in blocks if n_local.get(b.key, 0) > 0), key=lambda b: b.key)
     dropped = sorted(b.key for b in blocks if n_local.get(b.key, 0) == 0)
     return kept, dropped
+
+
+def _scenes_under(scenes: dict[int, ImageryScene], blocks: list[_Block]) -> list[ImageryScene]:
+    """The scenes whose footprints meet any exported block (chips come from the mosaic, so a block's
+    pixels may come from more than its own scene), by id."""
+    tree = shapely.STRtree([b.geom for b in blocks])
+    return [s for _, s in sorted(scenes.items())
+            if len(tree.query(shapely.from_wkb(bytes(s.footprint.wkb)), predicate="intersects"))]
 
 
 def assign_splits(blocks: list[_Block], opts: ExportOptions) -> tuple[list[str], list[str]]:
@@ -208,6 +278,8 @@ def _blocks_frame(campaign: Campaign, blocks: list[_Block]) -> gpd.GeoDataFrame:
         "area_m2": [round(b.area_m2, 3) for b in blocks],
         "n_annotations": [b.n_annotations for b in blocks],
         "agreement": [np.nan if b.agreement_tv is None else b.agreement_tv for b in blocks],
+        "source_name": [b.source_name for b in blocks],
+        "licence": [b.licence for b in blocks],
     }, geometry=[b.geom for b in blocks], crs="EPSG:4326")
 
 
@@ -242,12 +314,23 @@ def _date_published(campaign: Campaign) -> str:
     return newest.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _licence_text(campaign: Campaign, scenes) -> str:
+def _scene_terms(campaign: Campaign, scene) -> str:
+    return scene.licence or campaign.imagery_licence or "NOT STATED at import: ask the imagery provider."
+
+
+def _licence_text(campaign: Campaign, scenes, sources: list[GeometrySource]) -> str:
+    geometry = ["1. Street-block geometry (the geometry of blocks.gpkg; each block's source and licence are\n"
+                "   in its source_name and licence columns) comes from, as recorded at import:\n"]
+    for g in sources:
+        terms = (f": {g.url}" if g.url else "" if g.licence else
+                 ": the licence was not recorded; ask the campaign's coordinator before reuse")
+        geometry.append(f"   - {g.label()}{terms}\n")
+    if any(g.odbl for g in sources):
+        geometry.append("   The Open Database License (ODbL) 1.0 asks for attribution to the source named above,\n"
+                        "   and derived databases (such as blocks.gpkg) must be shared alike under the ODbL.\n")
     parts = [
         "This dataset package combines material under different terms.\n",
-        "1. Street-block geometry (blocks.gpkg geometry) is derived from OpenStreetMap data,\n"
-        "   (c) OpenStreetMap contributors, available under the Open Database License (ODbL) 1.0:\n"
-        f"   {ODBL}\n   Derived databases must be shared alike under the ODbL.\n",
+        "".join(geometry),
         "2. LCZ labels, annotations and agreement figures (labels.csv, annotations.csv,\n"
         f"   agreement.json, the attributes of blocks.gpkg) are licensed {LABELS_LICENCE}:\n"
         f"   {LABELS_LICENCE_URL}\n",
@@ -255,10 +338,28 @@ def _licence_text(campaign: Campaign, scenes) -> str:
         "   exactly as stated by the provider at import (never assumed):\n",
     ]
     for s in scenes:
-        terms = s.licence or campaign.imagery_licence or "NOT STATED at import: ask the imagery provider."
-        parts.append(f"   - scene {s.pk} ({s.name}{', synthetic' if s.synthetic else ''}): {terms}"
+        parts.append(f"   - scene {s.pk} ({s.name}{', synthetic' if s.synthetic else ''}): {_scene_terms(campaign, s)}"
                      + (f" Attribution: {s.attribution}" if s.attribution else "") + "\n")
     return "\n".join(parts)
+
+
+def _keywords(sources: list[GeometrySource]) -> list[str]:
+    return [*KEYWORDS, *(["OpenStreetMap"] if any(g.osm for g in sources) else [])]
+
+
+def _croissant_licences(campaign: Campaign, sources: list[GeometrySource], scenes) -> list[dict]:
+    """Croissant `license` (schema.org, many): each licence of the package as a CreativeWork that
+    says what it covers."""
+    def work(name, covers, url=None):
+        return {"@type": "sc:CreativeWork", "name": name, "description": covers} | ({"url": url} if url else {})
+
+    return [work(LABELS_LICENCE, "LCZ labels, annotations and agreement figures (labels.csv, annotations.csv, "
+                                 "agreement.json, the attributes of blocks.gpkg)", LABELS_LICENCE_URL),
+            *(work(g.spdx or g.licence or "licence not recorded",
+                   f"street-block geometry from {g.name or 'a source not recorded at import'} "
+                   f"({_n_blocks(g.n_blocks)})", g.url) for g in sources),
+            *(work(_scene_terms(campaign, s), f"image chips cut from scene {s.pk} ({s.name})"
+                   + (f"; attribution: {s.attribution}" if s.attribution else "")) for s in scenes)]
 
 
 def _cite_as(campaign: Campaign, opts: ExportOptions, published: str) -> str:
@@ -266,24 +367,64 @@ def _cite_as(campaign: Campaign, opts: ExportOptions, published: str) -> str:
             f"labels of street blocks, version {opts.dataset_version}.")
 
 
-def _citation(campaign: Campaign, opts: ExportOptions, published: str) -> str:
+def _yaml(text: str) -> str:
+    """A YAML double-quoted scalar (JSON string syntax is a subset of it)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _citation(campaign: Campaign, opts: ExportOptions, published: str, sources: list[GeometrySource],
+              scenes) -> str:
+    """CITATION.cff. `license` is the labels' (the work cited; several licences would mean a choice
+    between them in CFF); the geometry sources and imagery it is built on are `references`, each
+    under its own terms (SPDX id when it is one, else quoted in `notes`)."""
+    def reference(title, author, licence, what):
+        spdx = _SPDX.get(licence.strip().lower())
+        return "".join([f"  - type: data\n    title: {_yaml(title)}\n    authors:\n      - name: {_yaml(author)}\n",
+                        f"    license: {spdx}\n" if spdx else "",
+                        f"    notes: {_yaml(f'{what}; licence: {licence}')}\n"])
+
+    refs = [reference(f"Street-block geometry: {g.name or 'source not recorded at import'}",
+                      g.name or "unknown (not recorded at import)", g.licence or "not recorded",
+                      f"the geometry of {_n_blocks(g.n_blocks)}") for g in sources]
+    refs += [reference(f"Imagery: scene {s.pk} ({s.name})", s.attribution or "the imagery provider",
+                       _scene_terms(campaign, s), "image chips (images/)") for s in scenes]
+    abstract = (f"Mixed Local Climate Zone labels of street blocks of {campaign.city} ({LABELS_LICENCE}). "
+                "Street-block geometry: " + "; ".join(g.label() for g in sources) + ". Image chips: the "
+                "imagery's own terms. See LICENSE.")
     return (
         "cff-version: 1.2.0\n"
         "message: \"If you use this dataset, please cite it as below.\"\n"
         "type: dataset\n"
-        f"title: \"{campaign.name}: mixed Local Climate Zone labels of street blocks\"\n"
+        f"title: {_yaml(f'{campaign.name}: mixed Local Climate Zone labels of street blocks')}\n"
+        f"abstract: {_yaml(abstract)}\n"
         f"version: \"{opts.dataset_version}\"\n"
         f"date-released: \"{published[:10]}\"\n"
         f"license: {LABELS_LICENCE}\n"
         "authors:\n  - name: \"lcz-annotator contributors\"\n"
-        "keywords:\n  - local climate zones\n  - urban heat\n  - OpenStreetMap\n  - remote sensing\n"
+        "keywords:\n" + "".join(f"  - {k}\n" for k in _keywords(sources))
+        + "references:\n" + "".join(refs)
     )
+
+
+def _imagery_lines(scenes) -> list[str]:
+    """The datacard's imagery: a line per scene saying how its pixels became the 8-bit RGB of the chips."""
+    from annotator.ingest.imagery import describe_stretch
+
+    lines = ["- Imagery: the chips are cut from the campaign's imagery as one seamless mosaic of these scenes, each "
+             "written as 8-bit RGB at import (what the interpreters saw is what the chips show):"]
+    for s in scenes:
+        bands = ",".join(map(str, s.band_map or (1, 2, 3)))
+        shown = f"band {bands} shown as grey" if len(s.band_map) == 1 else f"bands {bands} shown as RGB"
+        lines.append(f"  - scene {s.pk} ({s.name}{', synthetic' if s.synthetic else ''}): {s.source_dtype or 'uint8'}, "
+                     f"{shown}, {describe_stretch(s.stretch, s.band_map or (1, 2, 3))}; {s.resolution_m:.2f} m, {s.crs}.")
+    return lines
 
 
 def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, dropped, scenes,
               published, name) -> str:
     dominant = permille.argmax(axis=1)
     pure = permille.max(axis=1) == 1000
+    sources = geometry_sources(blocks)
     n_train = sum(1 for v in split_of.values() if v == "train")
     n_test = len(split_of) - n_train
     per_class = []
@@ -308,8 +449,11 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "" if not synthetic else "\n**The imagery of this package is SYNTHETIC** (generated test/demo imagery): "
         "do not use it as a real-world dataset.\n",
         "## How it was made",
-        f"- Street blocks: OpenStreetMap roads polygonized into blocks (car roads bound a block), road surfaces "
-        f"removed; campaign \"{campaign.name}\".",
+        f"- Street blocks (campaign \"{campaign.name}\"): geometry from "
+        + "; ".join(g.label() for g in sources) + "."
+        + (" Blocks built from road centre-lines are the areas the roads enclose (car roads bound a block), "
+           "road surfaces removed." if any(b.source != StreetBlock.Source.POLYGONS for b in blocks) else ""),
+        *_imagery_lines(scenes),
         f"- Labelling: {campaign.interpreters_per_block} interpreters per block, each working blind (nobody saw "
         "another's split before the block was complete), splits in per-mille summing to exactly 1000.",
         f"- Consensus: the mean of the interpreters' splits, rounded to per-mille by largest remainder. Blocks whose "
@@ -336,7 +480,8 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "",
         "## Files",
         "- `labels.csv`: block_id, lcz_1..lcz_10, lcz_a..lcz_g fractions (sum 1).",
-        "- `blocks.gpkg`: the same with geometry (EPSG:4326), split, area, pure, dominant, agreement.",
+        "- `blocks.gpkg`: the same with geometry (EPSG:4326), split, area, pure, dominant, agreement, and the "
+        "geometry's source_name and licence.",
         "- `annotations.csv`: every interpreter's split (pseudonyms), confidence, flags, time.",
         "- `images/global/<id>.png` (256x256, block down-sampled, outside = 0), `images/masks/<id>.png`, "
         "`images/local/<id>_<k>.png` (256x256 at native resolution).",
@@ -344,10 +489,12 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "",
         "## Known limitations",
         "- Fractions are interpreters' visual estimates from RGB imagery, not measurements.",
-        "- Block outlines follow OSM roads and may lag real changes on the ground.",
+        "- Block outlines follow their source's roads or polygons and may lag real changes on the ground.",
         "",
         "## Licence and citation",
-        "Geometry: ODbL 1.0 (OpenStreetMap). Labels: CC BY 4.0. Image chips: the imagery's own terms. See LICENSE.",
+        "Geometry: " + "; ".join(g.label() for g in sources)
+        + (" (ODbL: derived databases are shared alike)" if any(g.odbl for g in sources) else "")
+        + ". Labels: CC BY 4.0. Image chips: the imagery's own terms. See LICENSE.",
         f"Cite as: {_cite_as(campaign, opts, published)} (CITATION.cff).",
         "",
     ])

@@ -1,8 +1,8 @@
 """`import_dataset`: read a dataset package back into a campaign (blocks with their final labels).
 
 A service home (see annotator.services). Writes: the package's new blocks (final and consensus
-split, train/test split, the scene by annotator.ingest.scenes) and one audit event, in one
-transaction.
+split, train/test split, the scene by annotator.ingest.scenes, the geometry's source_name and
+licence when blocks.gpkg records them) and one audit event, in one transaction.
 
 A package may come from anyone, so it is checked in full before the database is touched, in an
 order that never opens what should not be opened: the folder's entries first (symbolic links,
@@ -35,7 +35,7 @@ from annotator.ingest.scenes import SceneChooser
 from annotator.models import AuditEvent, Campaign, StreetBlock
 from lcz_model.classes import KEYS
 from lcz_model.package import SUM_TOLERANCE, BlockRecord, Package, PackageError, read_package
-from lcz_model.package_writer import fractions_to_permille
+from lcz_model.package_writer import SOURCE_COLUMNS, fractions_to_permille
 
 SPLIT_FILES = ("splits/train.txt", "splits/test.txt")
 JSON_FILES = ("croissant.json", "agreement.json")
@@ -54,6 +54,8 @@ class _Row:
     geom: GEOSGeometry
     area_m2: float
     agreement_tv: float | None
+    source_name: str = ""   # the geometry's source and licence, when blocks.gpkg records them
+    licence: str = ""
 
 
 def import_dataset(campaign: Campaign, path: str | Path, *, actor=None) -> ImportReport:
@@ -97,6 +99,7 @@ def _store(campaign: Campaign, rows: list[_Row], path, actor) -> ImportReport:
                 campaign=campaign, block_key=b.block_id or block_key(r.geom), geom=r.geom, area_m2=r.area_m2,
                 source=StreetBlock.Source.POLYGONS, scene=scenes.scene_for(r.geom), status=StreetBlock.Status.COMPLETE,
                 consensus=permille, final_permille=permille, agreement_tv=r.agreement_tv, split=b.split or "",
+                source_name=r.source_name, licence=r.licence,
             ))
         StreetBlock.objects.bulk_create(new, batch_size=2000)
         AuditEvent.objects.create(actor=actor, action="import_dataset", campaign=campaign,
@@ -339,6 +342,7 @@ def _block_rows(package: Package, line_of: dict[str, int]) -> list[_Row]:
             area_m2=_number(at, "area_m2", gdf["area_m2"].iloc[i], 0.0) if "area_m2" in gdf.columns else 0.0,
             agreement_tv=(_number(at, "agreement", gdf["agreement"].iloc[i], None)
                           if "agreement" in gdf.columns else None),
+            **{c: _text_cell(at, c, gdf[c].iloc[i]) for c in SOURCE_COLUMNS if c in gdf.columns},
         ))
     return rows
 
@@ -352,6 +356,19 @@ def _block_geom(at: str, geom) -> GEOSGeometry:
     if not all(map(math.isfinite, (x0, y0, x1, y1))) or x0 < -180 or x1 > 180 or y0 < -90 or y1 > 90:
         raise PackageError(f"{at}: lies outside valid latitude/longitude; is the CRS of blocks.gpkg right?")
     return GEOSGeometry(geom.wkt, srid=4326)
+
+
+def _text_cell(at: str, column: str, value) -> str:
+    """A short text from a blocks.gpkg column (the geometry's source_name, licence); empty cells give ""."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if not isinstance(value, str):
+        raise PackageError(f"{at}: {column} is not text.")
+    limit = StreetBlock._meta.get_field(column).max_length
+    if len(value.strip()) > limit:
+        raise PackageError(f"{at}: {column} is {len(value.strip())} characters long; the database keeps at most "
+                           f"{limit}. Shorten it in blocks.gpkg.")
+    return value.strip()
 
 
 def _number(at: str, column: str, value, missing):

@@ -12,14 +12,14 @@ import geopandas as gpd
 import pandas as pd
 
 from .errors import IngestError
-from .vector import read_vector, require_geometry
+from .vector import LINES, read_vector, require_geometry
 
 VECTOR_SUFFIXES = {".geojson", ".json", ".gpkg", ".shp"}
 NETWORKS = ("driving", "all")
 
-# Carriageway widths (m) per highway class when OSM gives neither width nor lanes.
-# DECISION: typical urban carriageway widths (two lanes of 3-3.5 m for minor roads, more for
-# arterials). Links get their parent's width.
+# Road widths (m) per highway class when OSM gives neither width nor lanes: the whole road, both
+# directions. DECISION: typical urban carriageway widths (two lanes of 3-3.5 m for minor roads, more
+# for arterials). A link without `lanes` is one lane (one-way) or two (LINK_LANES).
 DEFAULT_WIDTH_M = {
     "motorway": 24.0,
     "trunk": 20.0,
@@ -42,6 +42,13 @@ DEFAULT_WIDTH_M = {
 }
 FALLBACK_WIDTH_M = 7.0
 LANE_WIDTH_M = 3.25
+# Dual roads: mapped as one one-way way per carriageway, each one carriageway wide (half the road).
+# DECISION: OSM implies oneway=yes on motorways and motorway links; a trunk is one-way only when tagged.
+DUAL_CLASSES = {"motorway", "trunk"}
+IMPLIED_ONEWAY = {"motorway", "motorway_link"}
+LINK_LANES = {True: 1, False: 2}  # lanes of a link without a `lanes` tag: one-way, two-way
+ONEWAY_YES = {"yes", "true", "1", "-1", "reversible", "alternating"}
+ONEWAY_NO = {"no", "false", "0"}
 # Car roads: what bounds an LCZ block by default.
 DRIVING_CLASSES = {
     "motorway", "trunk", "primary", "secondary", "tertiary", "unclassified", "residential",
@@ -50,11 +57,12 @@ DRIVING_CLASSES = {
 }
 
 
-def read_road_lines(source: str | Path, network: str = "driving") -> gpd.GeoDataFrame:
+def read_road_lines(source: str | Path, network: str = "driving", *, layer: str | None = None) -> gpd.GeoDataFrame:
     """Road centre-lines in EPSG:4326 with columns `highway` and `width_m`.
 
-    Raises IngestError for a missing file, an unknown format, non-line geometry, no CRS, or
-    no roads of the chosen network.
+    layer: the layer of a multi-layer file (GeoPackage); without it the file's only line layer.
+    Raises IngestError for a missing file, an unknown format, non-line geometry, no CRS, an
+    ambiguous or unknown layer, or no roads of the chosen network.
     """
     source = Path(source)
     if network not in NETWORKS:
@@ -63,9 +71,11 @@ def read_road_lines(source: str | Path, network: str = "driving") -> gpd.GeoData
         raise IngestError(f"{source}: file not found.")
     name = source.name.lower()
     if name.endswith(".osm.pbf") or name.endswith(".pbf"):
+        if layer is not None:
+            raise IngestError(f"{source}: --layer is for multi-layer vector files (GeoPackage), not OSM extracts.")
         lines = _read_pbf(source, network)
     elif source.suffix.lower() in VECTOR_SUFFIXES:
-        lines = _read_vector(source, network)
+        lines = _read_vector(source, network, layer)
     else:
         raise IngestError(
             f"{source}: unsupported format; give an .osm.pbf extract or road centre-lines as "
@@ -74,10 +84,11 @@ def read_road_lines(source: str | Path, network: str = "driving") -> gpd.GeoData
     if lines.empty:
         raise IngestError(f"{source}: no roads of the {network!r} network found.")
     lines = lines.copy()
-    for tag in ("width", "lanes"):
+    for tag in ("width", "lanes", "oneway"):
         if tag not in lines.columns:
             lines[tag] = None
-    lines["width_m"] = [road_width_m(h, w, n) for h, w, n in zip(lines["highway"], lines["width"], lines["lanes"])]
+    lines["width_m"] = [road_width_m(h, w, n, o) for h, w, n, o in
+                        zip(lines["highway"], lines["width"], lines["lanes"], lines["oneway"])]
     return lines[["highway", "width_m", "geometry"]].reset_index(drop=True)
 
 
@@ -97,9 +108,9 @@ def _read_pbf(source: Path, network: str) -> gpd.GeoDataFrame:
     return _explode_lines(roads)
 
 
-def _read_vector(source: Path, network: str) -> gpd.GeoDataFrame:
-    gdf = read_vector(source)
-    require_geometry(gdf, {"LineString", "MultiLineString"}, expected="road centre-lines (LineString)",
+def _read_vector(source: Path, network: str, layer: str | None) -> gpd.GeoDataFrame:
+    gdf = read_vector(source, layer=layer, want=LINES)
+    require_geometry(gdf, LINES, expected="road centre-lines (LineString)",
                      instead="Ready-made block polygons go to `manage.py import_blocks`.", source=source)
     if "highway" not in gdf.columns:
         gdf["highway"] = "road"
@@ -110,7 +121,7 @@ def _read_vector(source: Path, network: str) -> gpd.GeoDataFrame:
 
 
 def _explode_lines(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    cols = [c for c in ("highway", "width", "lanes") if c in gdf.columns]
+    cols = [c for c in ("highway", "width", "lanes", "oneway") if c in gdf.columns]
     out = gdf[cols + ["geometry"]].explode(index_parts=False)
     out = out[out.geometry.notna() & ~out.geometry.is_empty & (out.geom_type == "LineString")]
     return out
@@ -119,10 +130,13 @@ def _explode_lines(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 _NUMBER = re.compile(r"[-+]?\d+(?:[.,]\d+)?")
 
 
+def _tag(value) -> str:
+    """An OSM tag's text; "" when the way lacks it (None or NaN)."""
+    return "" if value is None or (isinstance(value, float) and pd.isna(value)) else str(value).strip()
+
+
 def _number(value) -> float | None:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    m = _NUMBER.search(str(value))
+    m = _NUMBER.search(_tag(value))
     if not m:
         return None
     try:
@@ -132,13 +146,29 @@ def _number(value) -> float | None:
     return v if v > 0 else None
 
 
-def road_width_m(highway, width=None, lanes=None) -> float:
-    """Carriageway width: OSM `width` when given, else `lanes` x 3.25 m, else the class default."""
+def road_width_m(highway, width=None, lanes=None, oneway=None) -> float:
+    """The width of the way's carriageway: OSM `width` when given, else `lanes` x 3.25 m, else by
+    class: a link is one lane one-way, two lanes otherwise; a one-way way of a dual road (motorway,
+    trunk) is one carriageway, half the road; any other way the class default."""
     w = _number(width)
     if w is not None and w < 100:
         return w
     n = _number(lanes)
     if n is not None and n < 20:
         return n * LANE_WIDTH_M
-    cls = str(highway or "").removesuffix("_link")
-    return DEFAULT_WIDTH_M.get(cls, FALLBACK_WIDTH_M)
+    highway = str(highway or "")
+    one_way = is_oneway(highway, oneway)
+    if highway.endswith("_link"):
+        return LINK_LANES[one_way] * LANE_WIDTH_M
+    width_m = DEFAULT_WIDTH_M.get(highway, FALLBACK_WIDTH_M)
+    return width_m / 2 if one_way and highway in DUAL_CLASSES else width_m
+
+
+def is_oneway(highway: str, oneway=None) -> bool:
+    """OSM `oneway` (yes/true/1/-1/...), or the class's implied value when untagged."""
+    tag = _tag(oneway).lower()
+    if tag in ONEWAY_YES:
+        return True
+    if tag in ONEWAY_NO:
+        return False
+    return highway in IMPLIED_ONEWAY

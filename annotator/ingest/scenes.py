@@ -6,7 +6,8 @@ cancels). A block no footprint overlaps with positive area (outside, or only tou
 no scene; equal overlaps go to the first scene in the order given (`selectors.scenes_of`: by id).
 
 Used by every import that creates blocks: `services.import_street_blocks` (OSM roads, polygons)
-and `annotator.export.importer` (`import_dataset`).
+and `annotator.export.importer` (`import_dataset`); and by `services.link_blocks_to_scenes` when
+imagery arrives after the blocks (blocks without a scene get one).
 """
 from __future__ import annotations
 

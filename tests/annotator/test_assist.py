@@ -11,13 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from annotator import assist, prediction_jobs, services
 from annotator.models import Annotation, Assignment, Prediction, PredictionJob, StreetBlock
 from config.celery import app as celery_app
 from tests.annotator.helpers import save, split, submit_block
-from tests.conftest import grid_roads
+from tests.conftest import TEST_ROADS, grid_boundary, grid_roads
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,8 +70,9 @@ def test_predict_blocks_stores_one_prediction_per_block(predicted, tiny_checkpoi
     job = PredictionJob.objects.get()
     assert job.status == "done" and prediction_jobs.job_progress(job)["done"] == 4
     assert campaign.active_model_version == "tiny-test-v1"
-    call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
-    assert Prediction.objects.count() == 4  # idempotent per (block, model_version)
+    with pytest.raises(CommandError, match="nothing to predict"):  # idempotent per (block, model_version) ...
+        call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
+    assert Prediction.objects.count() == 4  # ... and says so instead of queueing an empty job
 
 
 @pytest.mark.django_db
@@ -131,9 +132,11 @@ def test_real_worker_killed_mid_job_then_rerun_completes_without_duplicates(
         campaign, media_root, geotiff_factory, request, tiny_checkpoint, settings):
     _campaign_with_imagery(campaign, geotiff_factory, n=5)
     x0, y0, x1, y1 = grid_roads(n=5).total_bounds
-    path = Path(media_root).parent / "roads5.geojson"
+    path, area = Path(media_root).parent / "roads5.geojson", Path(media_root).parent / "area5.geojson"
     grid_roads(n=5).to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
+    grid_boundary(n=5).to_file(area)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, boundary=str(area), verbosity=0,
+                 **TEST_ROADS)
     n_blocks = StreetBlock.objects.filter(campaign=campaign).count()
     assert n_blocks == 16
     broker = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/15"
@@ -189,7 +192,7 @@ def test_active_learning_round_runs_and_resumes(campaign, media_root, geotiff_fa
     _campaign_with_imagery(campaign, geotiff_factory, n=4)
     path = Path(media_root).parent / "roads4.geojson"
     grid_roads(n=4).to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, verbosity=0, **TEST_ROADS)
     request.getfixturevalue("team")  # interpreters and assignments
     campaign.queue_open_blocks = True  # the 3 unlabelled blocks go to their one interpreter not labelling them blind
     campaign.save(update_fields=["queue_open_blocks"])

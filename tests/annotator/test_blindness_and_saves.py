@@ -259,3 +259,10 @@ def test_a_retried_adjudication_is_recorded_once(team, disputed, api_as):
     assert AuditEvent.objects.filter(action="adjudicate").count() == 1
     r = adjudicate(client, disputed, request_id=key, reason="another reason")
     assert r.status_code == 422 and Adjudication.objects.count() == 1
+
+
+def test_queue_never_takes_an_edge_block(predictions, campaign):
+    blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
+    submit_block(blocks[0], [split(lcz_6=1000), split(lcz_a=1000), split(lcz_g=1000)])  # disputed
+    StreetBlock.objects.filter(pk=blocks[0].pk).update(edge=True)  # cut by the study area's boundary
+    assert assist.queue_next_batch(campaign, k=4, round=2) == []

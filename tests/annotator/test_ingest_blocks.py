@@ -12,15 +12,15 @@ from shapely.geometry import Point, box
 from annotator.ingest.roads import road_width_m
 from annotator.models import ImageryScene, StreetBlock
 from tests.annotator.helpers import write_package
-from tests.conftest import METRIC_CRS, ORIGIN, grid_roads
+from tests.conftest import METRIC_CRS, ORIGIN, TEST_ROADS, grid_roads
 
 pytestmark = pytest.mark.django_db
 
 
 def stored_blocks(campaign) -> gpd.GeoDataFrame:
-    rows = list(StreetBlock.objects.filter(campaign=campaign).values_list("block_key", "area_m2", "geom"))
+    rows = list(StreetBlock.objects.filter(campaign=campaign).values_list("block_key", "area_m2", "geom", "edge"))
     return gpd.GeoDataFrame(
-        {"block_key": [r[0] for r in rows], "area_m2": [r[1] for r in rows]},
+        {"block_key": [r[0] for r in rows], "area_m2": [r[1] for r in rows], "edge": [r[3] for r in rows]},
         geometry=gpd.GeoSeries.from_wkt([r[2].wkt for r in rows]), crs="EPSG:4326",
     )
 
@@ -28,11 +28,14 @@ def stored_blocks(campaign) -> gpd.GeoDataFrame:
 def test_grid_of_roads_gives_exact_blocks(campaign, tmp_path):
     path = tmp_path / "roads.geojson"
     grid_roads(n=3, spacing=100.0, width=10).to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     blocks = stored_blocks(campaign)
-    assert len(blocks) == 4
+    inner = blocks[~blocks.edge]
+    assert len(inner) == 4
     # each cell: 100 x 100 m between centre-lines, minus 5 m of carriageway on every side
-    assert blocks.area_m2.to_numpy() == pytest.approx(np.full(4, 90.0 * 90.0), rel=1e-3)
+    assert inner.area_m2.to_numpy() == pytest.approx(np.full(4, 90.0 * 90.0), rel=1e-3)
+    # the 20 m the roads run on past the grid, closed by the roads' extent: 8 strips, 4 corners
+    assert blocks.edge.sum() == 12
     assert set(StreetBlock.objects.values_list("source", flat=True)) == {"road_lines"}
 
 
@@ -62,10 +65,10 @@ def test_network_all_gives_more_smaller_blocks(campaign):
 def test_reimport_is_idempotent(campaign, tmp_path):
     path = tmp_path / "roads.gpkg"
     grid_roads(n=4).to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     keys = set(StreetBlock.objects.values_list("block_key", flat=True))
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
-    assert StreetBlock.objects.count() == 9
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
+    assert StreetBlock.objects.filter(edge=False).count() == 9
     assert set(StreetBlock.objects.values_list("block_key", flat=True)) == keys
 
 
@@ -77,7 +80,7 @@ def test_blocks_clipped_to_imagery_and_linked_to_scene(campaign, media_root, tmp
     call_command("import_imagery", str(tif), campaign=campaign.name)
     path = tmp_path / "roads.geojson"
     roads.to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     blocks = stored_blocks(campaign).to_crs(METRIC_CRS)
     footprint = box(x0 + 20, y0 + 20, x0 + 170, y0 + 170)
     assert len(blocks) == 4  # one whole cell and three clipped pieces
@@ -94,10 +97,10 @@ def test_import_blocks_from_polygons(campaign, tmp_path):
     )
     path = tmp_path / "blocks.gpkg"
     polys.to_file(path)
-    call_command("import_blocks", str(path), campaign=campaign.name)
+    call_command("import_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     blocks = stored_blocks(campaign)
     assert sorted(blocks.area_m2.round(1)) == [2000.0, 10000.0]  # the 25 m² sliver dropped
-    call_command("import_blocks", str(path), campaign=campaign.name)
+    call_command("import_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     assert StreetBlock.objects.count() == 2
     assert set(StreetBlock.objects.values_list("source", flat=True)) == {"polygons"}
 
@@ -105,7 +108,7 @@ def test_import_blocks_from_polygons(campaign, tmp_path):
 def test_width_from_osm_tags():
     assert road_width_m("residential", "12 m", None) == 12.0
     assert road_width_m("primary", None, "4") == pytest.approx(13.0)
-    assert road_width_m("primary_link", None, None) == road_width_m("primary", None, None)
+    assert road_width_m("primary_link", None, None) == pytest.approx(2 * 3.25)  # a two-way link: two lanes
     assert road_width_m("residential", "narrow", None) == road_width_m("residential")
 
 
@@ -162,7 +165,7 @@ def _garbage(tmp_path):
 def test_bad_road_input_refused_nothing_changes(campaign, tmp_path, make, message):
     path = make(tmp_path)
     with pytest.raises(CommandError) as exc:
-        call_command("import_osm_blocks", str(path), campaign=campaign.name)
+        call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     assert message in str(exc.value) and "Nothing was changed" in str(exc.value)
     assert StreetBlock.objects.count() == 0
 
@@ -170,14 +173,14 @@ def test_bad_road_input_refused_nothing_changes(campaign, tmp_path, make, messag
 def test_roads_outside_imagery_give_empty_result(campaign, media_root, tmp_path, geotiff_factory):
     tif = geotiff_factory(origin=(ORIGIN[0] + 50_000, ORIGIN[1]))  # 50 km away from the roads
     call_command("import_imagery", str(tif), campaign=campaign.name)
-    with pytest.raises(CommandError, match="inside the imagery footprint"):
-        call_command("import_osm_blocks", str(_lines_file(tmp_path)), campaign=campaign.name)
+    with pytest.raises(CommandError, match="the roads and the imagery footprint do not overlap"):
+        call_command("import_osm_blocks", str(_lines_file(tmp_path)), campaign=campaign.name, **TEST_ROADS)
     assert StreetBlock.objects.count() == 0
 
 
 def test_blocks_file_with_lines_refused(campaign, tmp_path):
     with pytest.raises(CommandError, match="expected block polygons, found LineString"):
-        call_command("import_blocks", str(_lines_file(tmp_path)), campaign=campaign.name)
+        call_command("import_blocks", str(_lines_file(tmp_path)), campaign=campaign.name, **TEST_ROADS)
     assert StreetBlock.objects.count() == 0
 
 
@@ -187,14 +190,14 @@ def test_missing_crs_refused(campaign, tmp_path):
     gdf = grid_roads(n=3)
     gdf.set_crs(None, allow_override=True).to_file(p)
     with pytest.raises(CommandError, match="has no CRS"):
-        call_command("import_osm_blocks", str(p), campaign=campaign.name)
+        call_command("import_osm_blocks", str(p), campaign=campaign.name, **TEST_ROADS)
     assert StreetBlock.objects.count() == 0
 
 
 def test_point_inside_block_is_inside(campaign, tmp_path):
     """Blocks sit between the roads: the centre of a grid cell is inside a block, a road is not."""
     path = _lines_file(tmp_path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, **TEST_ROADS)
     blocks = stored_blocks(campaign).to_crs(METRIC_CRS)
     roads = grid_roads(n=3)
     x0, y0, _, _ = roads.total_bounds

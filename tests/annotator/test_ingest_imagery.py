@@ -59,10 +59,10 @@ def test_geographic_crs_resolution_in_metres(campaign, media_root, geotiff_facto
         (lambda f, tmp: tmp / "missing.tif", "file not found"),
         (lambda f, tmp: (tmp / "notes.tif").write_text("not an image") and tmp / "notes.tif", "not a raster"),
         (lambda f, tmp: f("nocrs.tif", georeferenced=False), "has no CRS"),
-        (lambda f, tmp: f("gray.tif", count=1), "has 1 band(s)"),
-        (lambda f, tmp: f("deep.tif", dtype="uint16"), "8-bit (uint8) RGB is needed"),
+        (lambda f, tmp: f("two.tif", count=2), "has 2 image bands"),
+        (lambda f, tmp: f("complex.tif", dtype="complex64"), "imagery of one of uint8"),
     ],
-    ids=["missing", "not-a-raster", "no-crs", "one-band", "16-bit"],
+    ids=["missing", "not-a-raster", "no-crs", "two-bands", "complex"],
 )
 def test_bad_imagery_is_refused_and_nothing_changes(campaign, media_root, geotiff_factory, tmp_path, make, message):
     path = make(geotiff_factory, tmp_path)

@@ -20,11 +20,12 @@ def test_home_requires_login(client):
 def test_home_lists_campaigns_and_overview_shows_blocks(client, campaign, tmp_path):
     from django.core.management import call_command
 
-    from tests.conftest import grid_roads
+    from tests.conftest import TEST_ROADS, grid_boundary, grid_roads
 
-    path = tmp_path / "roads.geojson"
+    path, area = tmp_path / "roads.geojson", tmp_path / "area.geojson"
     grid_roads(n=3).to_file(path)
-    call_command("import_osm_blocks", str(path), campaign=campaign.name)
+    grid_boundary(n=3).to_file(area)
+    call_command("import_osm_blocks", str(path), campaign=campaign.name, boundary=str(area), **TEST_ROADS)
     from annotator import services
 
     outsider = User.objects.create_user("eve", password="pw-12345-xyz")

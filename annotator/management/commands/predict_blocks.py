@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotator import prediction_jobs
+from annotator import prediction_jobs, selectors
 from annotator.models import PredictionJob
 
 from ._common import campaign_or_error
@@ -22,6 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, **o):
         campaign = campaign_or_error(o["campaign"])
         try:
+            _refuse_when_nothing_to_predict(campaign, prediction_jobs.model_version_of(o["checkpoint"]))
             job = prediction_jobs.start_prediction(campaign, o["checkpoint"])
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from None
@@ -44,3 +45,18 @@ class Command(BaseCommand):
         if job.status == PredictionJob.Status.FAILED:
             raise CommandError(f"job {job.pk} failed: {job.error}. Re-run to complete the missing blocks.")
         self.stdout.write(self.style.SUCCESS(f"Job {job.pk} done: {p['done']}/{p['total']} blocks predicted."))
+
+
+def _refuse_when_nothing_to_predict(campaign, model_version: str) -> None:
+    """CommandError saying why, when the model would predict no block."""
+    gap = selectors.prediction_gap(campaign, model_version)
+    if gap["blocks"] == 0:
+        why = "it has no blocks; import them with import_osm_blocks or import_blocks"
+    elif gap["with_imagery"] == 0:
+        why = (f"none of its {gap['blocks']} blocks lies on its imagery; import imagery that covers them "
+               "(import_imagery links the blocks to it)")
+    elif gap["to_predict"] == 0:
+        why = f"model {model_version} has already predicted all {gap['with_imagery']} of its blocks with imagery"
+    else:
+        return
+    raise CommandError(f"nothing to predict in campaign {campaign.name!r}: {why}.")

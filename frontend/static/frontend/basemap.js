@@ -3,9 +3,10 @@
  *
  * lczBasemap.newMap(id, options): L.map on the element `id` (canvas paths, zoom up to 22; `options`
  *   add to or override those).
- * lczBasemap.addScenes(map, scenes): one tile layer per scene ({tiles, tilejson?, attribution}; the
- *   attribution is plain text), its zoom range and bounds from the scene's TileJSON (the defaults
- *   below when it cannot be read). Without `tilejson` it is the one beside the tiles.
+ * lczBasemap.addScenes(map, scenes): one tile layer per entry ({tiles, tilejson?, attribution}; the
+ *   attribution is plain text), its zoom range and bounds from its TileJSON (the defaults below when
+ *   it cannot be read). Without `tilejson` it is the one beside the tiles. The pages pass one entry:
+ *   the campaign's mosaic (/tiles/campaigns/<id>/...), one seamless layer however many files it has.
  */
 (function () {
   "use strict";
