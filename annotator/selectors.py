@@ -487,3 +487,11 @@ def imagery_raster_path(campaign: Campaign):
         return None
     path = Path(settings.MEDIA_ROOT) / campaign.mosaic_path
     return path if path.is_file() else None
+
+
+def block_outlines(campaign: Campaign) -> list[tuple]:
+    """(shapely polygon in EPSG:4326, edge, has a scene) of each block, for pictures of an import."""
+    import shapely
+
+    return [(shapely.from_wkb(bytes(g.wkb)), edge, scene is not None)
+            for g, edge, scene in blocks_of(campaign).order_by("id").values_list("geom", "edge", "scene_id")]

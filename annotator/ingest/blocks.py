@@ -95,7 +95,7 @@ def blocks_from_roads(
     if boundary is None:
         area = box(*roads_m.total_bounds)
     else:
-        area = _in_crs(boundary, metric)
+        area = solid_area(_in_crs(boundary, metric))
         if not shapely.intersects(lines, area).any():
             raise IngestError(
                 f"the roads and {boundary_name} do not overlap: roads {_extent(roads_4326.total_bounds)}, "
@@ -132,7 +132,9 @@ def blocks_from_roads(
         )
     edge = shapely.dwithin(pieces, rim, EDGE_TOLERANCE_M)
     report.edge = int(edge.sum())
-    return finalise_blocks(gpd.GeoDataFrame({"edge": edge}, geometry=pieces, crs=metric), within=boundary)
+    within = None if boundary is None else without_small_holes(  # the boundary less its seams' gaps
+        boundary, MIN_HOLE_M2 / (111_320.0 ** 2 * math.cos(math.radians(boundary.centroid.y))))
+    return finalise_blocks(gpd.GeoDataFrame({"edge": edge}, geometry=pieces, crs=metric), within=within)
 
 
 def _in_crs(boundary: BaseGeometry, crs) -> BaseGeometry:
@@ -205,7 +207,7 @@ def blocks_from_polygons(gdf: gpd.GeoDataFrame, *, min_area_m2: float = DEFAULT_
     report.faces = len(pieces)
     edge = np.zeros(len(pieces), bool)
     if boundary is not None:
-        area = _in_crs(boundary, metric)
+        area = solid_area(_in_crs(boundary, metric))
         overlap = shapely.area(shapely.intersection(pieces, area))
         inside = overlap > 0
         report.outside = int((~inside).sum())
@@ -218,6 +220,26 @@ def blocks_from_polygons(gdf: gpd.GeoDataFrame, *, min_area_m2: float = DEFAULT_
                           + (" overlaps the boundary" if boundary is not None else "") + " in the file.")
     report.edge = int(edge.sum())
     return finalise_blocks(gpd.GeoDataFrame({"edge": edge}, geometry=pieces, crs=metric))
+
+
+SEAM_CLOSE_M = 0.05  # closes the hair-thin gaps between adjacent imagery tiles' reprojected footprints
+MIN_HOLE_M2 = 1.0  # smaller holes in a boundary are such gaps too, not areas without imagery
+
+
+def solid_area(area: BaseGeometry) -> BaseGeometry:
+    """A boundary (metric CRS) without the seams a union of adjacent tiles' footprints leaves: a
+    morphological closing of a few centimetres, then holes under MIN_HOLE_M2 filled. Without it the
+    seams' micro-gaps became block edges, cutting every block that crosses a tile seam."""
+    closed = shapely.buffer(shapely.buffer(area, SEAM_CLOSE_M, join_style="mitre"), -SEAM_CLOSE_M,
+                            join_style="mitre")
+    return without_small_holes(closed, MIN_HOLE_M2)
+
+
+def without_small_holes(area: BaseGeometry, min_hole_area: float) -> BaseGeometry:
+    """The (Multi)Polygon with its holes smaller than `min_hole_area` (in its CRS's units) filled."""
+    parts = [Polygon(poly.exterior, [r for r in poly.interiors if Polygon(r).area >= min_hole_area])
+             for poly in shapely.get_parts(area) if shapely.get_type_id(poly) == 3]
+    return shapely.union_all(parts) if parts else area
 
 
 def finalise_blocks(blocks_m: gpd.GeoDataFrame, *, within: BaseGeometry | None = None) -> gpd.GeoDataFrame:

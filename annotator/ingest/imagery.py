@@ -33,6 +33,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import rasterio
+import shapely
 from pyproj import Transformer
 from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
@@ -41,7 +42,7 @@ from rasterio.errors import RasterioError, RasterioIOError
 from rasterio.transform import Affine
 from rasterio.warp import calculate_default_transform, transform_bounds
 from rasterio.windows import Window
-from shapely.geometry import Polygon, box
+from shapely.geometry import Point, Polygon, box
 
 from lcz_model.atomic import atomic_file, atomic_write_text
 
@@ -221,8 +222,9 @@ def _refuse_special_sidecars(path: Path) -> None:
 def _footprint_wgs84(src, path: Path) -> Polygon:
     left, bottom, right, top = src.bounds
     ring = box(left, bottom, right, top).exterior
-    # densify so the footprint stays right after a curved reprojection
-    pts = [ring.interpolate(d) for d in np.linspace(0, ring.length, 81)]
+    # densify so the footprint stays right after a curved reprojection, keeping the corners (points
+    # spread evenly along the ring cut them off: adjacent tiles' footprints then left holes)
+    pts = [Point(xy) for xy in shapely.segmentize(ring, ring.length / 80).coords]
     to_wgs84 = Transformer.from_crs(src.crs, "EPSG:4326", always_xy=True)
     xs, ys = (np.asarray(v, dtype=float) for v in to_wgs84.transform([p.x for p in pts], [p.y for p in pts]))
     inside = np.isfinite(xs).all() and np.isfinite(ys).all()

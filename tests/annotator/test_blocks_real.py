@@ -402,3 +402,34 @@ def test_predict_blocks_with_nothing_to_predict_says_why(campaign, media_root, t
     with pytest.raises(CommandError, match="model fake-v1 has already predicted all 16 of its blocks"):
         predict()
     assert not selectors.latest_prediction_jobs(campaign).exists()
+
+
+def test_blocks_across_imagery_tile_seams_stay_whole(campaign, media_root, tmp_path):
+    """Imagery in 2x2 tiles whose seams run through the middle of the grid's cells: the footprints'
+    union has hair-thin gaps along the seams, which must not become block edges."""
+    x0, y0, x1, y1 = grid_roads(n=3).total_bounds  # 240 m square, cells 100 m
+    left, top = x0 - 10, y1 + 10
+    tiles = tmp_path / "tiles"
+    tiles.mkdir()
+    for i, (dx, w) in enumerate(((0, 80), (80, 180))):  # seams 70 m in: through the cells
+        for j, (dy, h) in enumerate(((0, 80), (80, 180))):
+            write_geotiff(tiles / f"t{i}{j}.tif", width=w, height=h, origin=(left + dx, top - dy))
+    call_command("import_imagery", str(tiles), campaign=campaign.name, verbosity=0)
+    roads = tmp_path / "roads.geojson"
+    grid_roads(n=3).to_file(roads)
+    call_command("import_osm_blocks", str(roads), campaign=campaign.name, verbosity=0, **TEST_ROADS)
+    whole = StreetBlock.objects.filter(campaign=campaign, edge=False)
+    assert whole.count() == 4 and all(b.area_m2 > 7000 for b in whole)  # the 4 cells, uncut
+    for block in whole:
+        assert len(shapely.from_wkb(bytes(block.geom.wkb)).interiors) == 0  # no seam slivers as holes
+
+
+def test_preview_blocks_draws_the_import(team, campaign, tmp_path, capsys):
+    out = tmp_path / "preview.png"
+    call_command("preview_blocks", campaign=campaign.name, out=str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "4 whole blocks, 0 edge blocks, 0 outside all imagery" in capsys.readouterr().out
+    empty, _ = services.create_campaign("Empty", city="Nowhere")
+    with pytest.raises(CommandError, match="no blocks yet"):
+        call_command("preview_blocks", campaign=empty.name, out=str(tmp_path / "x.png"))
+    assert not (tmp_path / "x.png").exists()
