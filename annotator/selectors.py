@@ -139,25 +139,21 @@ def my_assignment(user, assignment_id: int) -> Assignment:
 
 
 def next_assignment(user, campaign: Campaign, after_block_id: int | None = None) -> Assignment | None:
-    """My next block: drafts first, then blocks to do; each by priority (active-learning score,
-    highest first), then block order starting after `after_block_id` (the block just done, never
-    handed back) and wrapping round."""
+    """My next open block (draft or to do, drafts in their place): the queue's order is priority
+    (active-learning score, highest first), then block order. From `after_block_id` (the block just
+    left, never handed back) it goes forward, wrapping round at the end, so blocks skipped come back
+    only after the rest."""
     from django.db.models import Q
 
-    mine = my_assignments(user, campaign).select_related("block")
-    current = 0.0
-    if after_block_id is not None:
-        current = mine.filter(block_id=after_block_id).values_list("priority", flat=True).first() or 0.0
-        mine = mine.exclude(block_id=after_block_id)
-    for status in (Assignment.Status.DRAFT, Assignment.Status.TODO):
-        candidates = mine.filter(status=status).order_by("-priority", "block_id")
-        if after_block_id is not None:
-            later = candidates.filter(Q(priority__lt=current) | Q(priority=current, block_id__gt=after_block_id))
-            if (first_later := later.first()) is not None:
-                return first_later
-        if (first := candidates.first()) is not None:
-            return first
-    return None
+    candidates = (my_assignments(user, campaign).select_related("block")
+                  .filter(status__in=Assignment.OPEN_STATUSES).order_by("-priority", "block_id"))
+    if after_block_id is None:
+        return candidates.first()
+    current = (my_assignments(user, campaign).filter(block_id=after_block_id)
+               .values_list("priority", flat=True).first() or 0.0)
+    candidates = candidates.exclude(block_id=after_block_id)
+    later = candidates.filter(Q(priority__lt=current) | Q(priority=current, block_id__gt=after_block_id))
+    return later.first() or candidates.first()
 
 
 def my_progress(user, campaign: Campaign) -> dict:
@@ -390,25 +386,28 @@ def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: boo
 # --- LCZ fraction maps (reviewers and admins: predictions must never reach blind interpreters) ----
 
 def fraction_rows(campaign: Campaign, source: str, bbox=None, *, hidden=()):
-    """(block ids, block keys, per-mille (N,17), geometry GeoJSON strings) of the campaign's blocks by
-    `source`: "consensus" (the final label, else the consensus, of released blocks) or a model_version.
+    """(block ids, block keys, per-mille (N,17), geometry GeoJSON strings, block statuses) of the
+    campaign's blocks by `source`: "consensus" (the final label, else the consensus, of released
+    blocks: a disputed block's consensus is no settled label, its status says so) or a model_version.
     `hidden`: block ids left out (those the viewer still has to label blind)."""
     qs = _in_bbox(blocks_of(campaign).exclude(pk__in=list(hidden)), bbox)
     if source == "consensus":
         rows = with_geojson(qs.filter(status__in=RELEASED)).values_list(
-            "id", "block_key", "final_permille", "consensus", "gj")
-        return [(i, k, f if f is not None else c, g) for i, k, f, c, g in rows if (f or c) is not None]
+            "id", "block_key", "final_permille", "consensus", "gj", "status")
+        return [(i, k, f if f is not None else c, g, s) for i, k, f, c, g, s in rows if (f or c) is not None]
     return list(with_geojson(Prediction.objects.filter(campaign=campaign, model_version=source, block__in=qs),
-                             field="block__geom").values_list("block_id", "block__block_key", "permille", "gj"))
+                             field="block__geom").values_list("block_id", "block__block_key", "permille", "gj",
+                                                              "block__status"))
 
 
 def fraction_layer(rows) -> Iterator[Feature]:
-    """Features of `fraction_rows`: the block key, the dominant class and the 17 per-mille shares."""
+    """Features of `fraction_rows`: the block key, its status (a disputed block is not settled: maps
+    draw it as disputed, never as a class), the dominant class and the 17 per-mille shares."""
     from lcz_model.classes import KEYS
 
-    for pk, key, permille, gj in rows:
+    for pk, key, permille, gj, status in rows:
         dominant = max(range(len(permille)), key=permille.__getitem__)
-        yield pk, gj, {"block_key": key, "dominant": KEYS[dominant], **dict(zip(KEYS, permille))}
+        yield pk, gj, {"block_key": key, "status": status, "dominant": KEYS[dominant], **dict(zip(KEYS, permille))}
 
 
 def model_versions(campaign: Campaign) -> list[str]:
@@ -495,3 +494,25 @@ def block_outlines(campaign: Campaign) -> list[tuple]:
 
     return [(shapely.from_wkb(bytes(g.wkb)), edge, scene is not None)
             for g, edge, scene in blocks_of(campaign).order_by("id").values_list("geom", "edge", "scene_id")]
+
+
+# --- the interpreters' notes for reviewers (released blocks only) -------------------------------
+
+def interpreter_notes_counts(campaign: Campaign, block_ids) -> dict[int, dict[str, int]]:
+    """{block id: {"comments": n, "flags": n}} of `block_ids` (released blocks of the review queue):
+    how many of their submitted splits carry a comment, and how many flags they carry in all. Blocks
+    without either are left out."""
+    from .models import Annotation
+
+    out: dict[int, dict[str, int]] = {}
+    rows = (Annotation.objects.filter(assignment__campaign=campaign, assignment__block_id__in=list(block_ids),
+                                      assignment__block__status__in=RELEASED,
+                                      assignment__status=Assignment.Status.SUBMITTED)
+            .values_list("assignment__block_id", "comment", "flags"))
+    for block_id, comment, flags in rows:
+        n_comment, n_flags = int(bool((comment or "").strip())), len(flags or [])
+        if n_comment or n_flags:
+            counts = out.setdefault(block_id, {"comments": 0, "flags": 0})
+            counts["comments"] += n_comment
+            counts["flags"] += n_flags
+    return out

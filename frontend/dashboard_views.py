@@ -24,7 +24,7 @@ from django.views.decorators.http import require_safe
 
 from annotator import prediction_jobs, selectors
 from annotator.api.serializers import feature_collection, imagery_payload, review_block_payload
-from annotator.models import Campaign, StreetBlock
+from annotator.models import Annotation, Campaign, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
 
 from . import plots
@@ -167,9 +167,9 @@ def _interpreter_progress(campaign: Campaign, figures: dict) -> list[dict]:
     return rows
 
 
-def _scenes(campaign: Campaign) -> list[dict]:
-    """The campaign's imagery for lczBasemap.addScenes: ONE layer (its mosaic over all its scenes)
-    crediting every scene, or none without imagery."""
+def imagery_scenes(campaign: Campaign) -> list[dict]:
+    """The campaign's imagery for lczBasemap.addScenes (every map page but the workspace's): ONE
+    layer (its mosaic over all its scenes) crediting every scene, or none without imagery."""
     layer = imagery_payload(campaign)
     if layer is None:
         return []
@@ -199,7 +199,7 @@ def campaign_dashboard(request, pk: int):
     config = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
         "threshold": campaign.dispute_tv_threshold,
-        "scenes": _scenes(campaign),
+        "scenes": imagery_scenes(campaign),
         "layer": reverse("dashboard:agreement-geojson", args=[campaign.pk]),
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
     }
@@ -266,6 +266,10 @@ def review_queue(request, pk: int):
     counts = selectors.block_status_counts(campaign)
     page = Paginator(selectors.review_queue_rows(campaign, status or None),
                      QUEUE_PAGE_SIZE).get_page(request.GET.get("page"))
+    page.object_list = list(page.object_list)
+    notes = selectors.interpreter_notes_counts(campaign, [b["id"] for b in page.object_list])
+    for b in page.object_list:
+        b["notes"] = notes.get(b["id"])
     return render(request, "frontend/dashboard/queue.html", {
         "campaign": campaign, "page": page, "status": status,
         "counts": [(s.value, s.label, counts.get(s.value, 0)) for s in selectors.RELEASED],
@@ -298,6 +302,10 @@ def review_block(request, block_id: int):
     payload = review_block_payload(block, assignments)
     columns = [{"key": f"a{a.pk}", "label": a.interpreter.username, "permille": a.annotation.permille,
                 "assignment": a.pk} for a in assignments]
+    flag_labels = dict(Annotation.Flag.choices)
+    notes = [{"assignment": s["assignment"], "interpreter": s["interpreter"], "confidence": s["confidence"],
+              "flags": [flag_labels.get(f, f) for f in s["flags"] or []], "comment": s["comment"]}
+             for s in payload["splits"]]
     if block.consensus:
         columns.append({"key": "consensus", "label": "Consensus", "permille": block.consensus, "assignment": None})
     final = block.final_permille  # the consensus of a complete block, the adjudicated split, or None
@@ -324,7 +332,7 @@ def review_block(request, block_id: int):
                     for c in CLASSES],
         "keys": list(KEYS),
         "starts": [{"id": "consensus", "label": "consensus", "permille": block.consensus}] if block.consensus else [],
-        "scenes": _scenes(campaign),
+        "scenes": imagery_scenes(campaign),
         "next": next_url,
         "has_next": next_id is not None,
         "queue": queue_url,
@@ -335,7 +343,7 @@ def review_block(request, block_id: int):
         config["starts"].append({"id": "final", "label": "current final", "permille": final})
     return render(request, "frontend/dashboard/review.html", {
         "campaign": campaign, "street": block, "columns": columns, "groups": groups, "bars": bars,
-        "final": final, "payload": payload, "config": config, "next_id": next_id, "next_url": next_url,
+        "final": final, "payload": payload, "config": config, "notes": notes, "next_id": next_id, "next_url": next_url,
         "queue_url": queue_url, "tv": fmt(block.agreement_tv),
         "threshold": campaign.dispute_tv_threshold,
     })
@@ -351,7 +359,7 @@ def lcz_maps(request, pk: int):
         {"id": v, "label": f"Model {v}"} for v in selectors.model_versions(campaign)]
     config = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
-        "scenes": _scenes(campaign),
+        "scenes": imagery_scenes(campaign),
         "fractions": reverse("fractions", args=[campaign.pk]),
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
         "classes": [{"index": c.index, "key": c.key, "code": c.code, "label": c.label, "name": c.name,

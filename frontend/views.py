@@ -10,6 +10,8 @@ from annotator.api.serializers import classes_payload, feature_collection, image
 from annotator.models import Annotation
 from lcz_model.classes import CLASSES
 
+from .dashboard_views import imagery_scenes
+
 
 @login_required
 def home(request):
@@ -27,12 +29,18 @@ def campaign_overview(request, pk: int):
         layer = selectors.block_status_layer(campaign)
     else:  # blind labelling: an interpreter sees only their own status, never whether others finished
         layer = selectors.my_block_layer(request.user, campaign, None, None, show_locked=False)
+    extent = selectors.campaign_extent(campaign)
+    config = {  # the map: the campaign's own imagery (lczBasemap), never external tiles
+        "bounds": list(extent) if extent else None,
+        "scenes": imagery_scenes(campaign),
+    }
     return render(request, "frontend/campaign.html", {
         "campaign": campaign,
         "blocks_geojson": json.loads(feature_collection(layer)),
         "block_count": selectors.blocks_of(campaign).count(),
         "scenes": selectors.scenes_of(campaign),
         "classes": CLASSES,
+        "config": config,
     })
 
 

@@ -112,8 +112,12 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
     def get_block(self, a) -> dict:
         b = a.block
+        # block_status: read only, and only where the map layer shows it too: a block I submitted that
+        # is now complete, disputed or adjudicated (the editor shows it read-only); otherwise null
+        released = a.status == Assignment.Status.SUBMITTED and b.status in selectors.RELEASED
         return {"id": b.pk, "block_key": b.block_key, "area_m2": round(b.area_m2, 1),
-                "geometry": json.loads(b.geom.geojson), "bbox": list(b.geom.extent)}
+                "geometry": json.loads(b.geom.geojson), "bbox": list(b.geom.extent),
+                "block_status": b.status if released else None}
 
     def get_annotation(self, a) -> dict | None:
         ann = getattr(a, "annotation", None) if hasattr(a, "annotation") else None
@@ -334,6 +338,10 @@ def _fraction_properties_serializer():
     from lcz_model.classes import KEYS
 
     fields = {"block_key": serializers.CharField(),
+              "status": serializers.ChoiceField(
+                  choices=["open", "in_progress", "complete", "disputed", "adjudicated"],
+                  help_text="the block's status; from the consensus, a disputed block's fractions are its "
+                            "unsettled consensus (no class until adjudicated): maps draw it as disputed"),
               "dominant": serializers.ChoiceField(choices=list(KEYS), help_text="the class with the largest share")}
     fields.update({k: serializers.IntegerField(min_value=0, max_value=1000, help_text="per-mille") for k in KEYS})
     return type("FractionFeaturePropertiesSerializer", (serializers.Serializer,), fields)

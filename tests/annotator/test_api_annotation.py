@@ -214,12 +214,13 @@ def test_block_completes_when_all_three_submit(team, api_as):
 
 # --- navigation -----------------------------------------------------------------------------
 
-def test_next_resumes_drafts_first_then_follows_on(team, campaign, api_as):
+def test_next_goes_through_the_queue_drafts_in_their_place(team, campaign, api_as):
     client = api_as(team["ann"])
     mine = list(Assignment.objects.filter(interpreter=team["ann"]).order_by("block_id"))
     assert client.get(f"/api/campaigns/{campaign.pk}/next/").json()["id"] == mine[0].pk
-    save(client, mine[1].pk, split=split(lcz_6=100))  # a draft
-    assert client.get(f"/api/campaigns/{campaign.pk}/next/").json()["id"] == mine[1].pk
+    save(client, mine[1].pk, split=split(lcz_6=100))  # a draft: no jump ahead of the queue
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/").json()["id"] == mine[0].pk
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[0].block_id}").json()["id"] == mine[1].pk
     save(client, mine[1].pk, version=1, submit=True)
     nxt = client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()
     assert nxt["id"] == mine[2].pk and nxt["block"]["geometry"]["type"] == "Polygon"
@@ -237,7 +238,9 @@ def test_next_never_hands_back_the_block_just_done(team, campaign, api_as):
     save(client, mine[0].pk, split=split(lcz_6=100))  # drafts on the first two blocks
     save(client, mine[1].pk, split=split(lcz_6=100))
     assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[0].block_id}").json()["id"] == mine[1].pk
-    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()["id"] == mine[0].pk
+    # forward to the block to do, not back to the other draft (skipped blocks come after the rest)
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[1].block_id}").json()["id"] == mine[2].pk
+    assert client.get(f"/api/campaigns/{campaign.pk}/next/?after={mine[2].block_id}").json()["id"] == mine[0].pk
 
 
 def test_submitted_split_cannot_go_back_to_a_draft(team, api_as):

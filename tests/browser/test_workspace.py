@@ -168,7 +168,13 @@ def test_one_block_by_keyboard_alone(page, live_server, team, campaign, imagery)
     expect(page.locator("#ed-block")).to_contain_text(first.block.block_key)
     kb.press("6")                                   # choose LCZ 6 ...
     expect(page.locator("#pct-lcz_6")).to_be_focused()
-    kb.type("72.5")                                 # ... and type its share
+    kb.press("7")                                   # ... one digit right after: its tens (70 %)
+    expect(page.locator("#pct-lcz_6")).to_have_value("70.0")
+    kb.press("ArrowUp")                             # +1 % twice, +0.1 % five times: 72.5 %
+    kb.press("ArrowUp")
+    for _ in range(5):
+        kb.press("Shift+ArrowUp")
+    expect(page.locator("#pct-lcz_6")).to_have_value("72.5")
     kb.press("b")                                   # choose LCZ B
     expect(page.locator("#pct-lcz_b")).to_be_focused()
     kb.press("r")                                   # the remainder goes there

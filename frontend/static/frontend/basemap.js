@@ -1,8 +1,9 @@
 /* The map every page starts from: a Leaflet map with the blocks' OpenStreetMap attribution, and the
- * campaign's imagery under everything else. Shared by the workspace, dashboard, review and maps pages.
+ * campaign's imagery under everything else. Shared by the workspace, campaign overview, dashboard,
+ * review and maps pages.
  *
  * lczBasemap.newMap(id, options): L.map on the element `id` (canvas paths, zoom up to 22; `options`
- *   add to or override those).
+ *   add to or override those); its attribution is one line, opened in full by a click (app.css).
  * lczBasemap.addScenes(map, scenes): one tile layer per entry ({tiles, tilejson?, attribution}; the
  *   attribution is plain text), its zoom range and bounds from its TileJSON (the defaults below when
  *   it cannot be read). Without `tilejson` it is the one beside the tiles. The pages pass one entry:
@@ -17,7 +18,32 @@
     const map = L.map(id, Object.assign({ preferCanvas: true, maxZoom: 22, zoomSnap: 0.25 }, options));
     map.attributionControl.setPrefix(false);
     map.attributionControl.addAttribution("Blocks © OpenStreetMap contributors (ODbL)");
+    compactAttribution(map);
     return map;
+  }
+
+  /** The attribution as one line (cut with …) that never covers more than the map's bottom edge;
+   * a click (or Enter / Space on it) shows it in full, another folds it again. */
+  function compactAttribution(map) {
+    const box = map.attributionControl.getContainer();
+    box.classList.add("lcz-attribution");
+    box.tabIndex = 0;
+    box.setAttribute("role", "button");
+    box.setAttribute("aria-expanded", "false");
+    box.title = "Show the full attribution";
+    const fit = () => { box.style.maxWidth = `${Math.max(120, map.getSize().x - 24)}px`; };
+    const toggle = () => {
+      const open = box.classList.toggle("open");
+      box.setAttribute("aria-expanded", open ? "true" : "false");
+      box.title = open ? "Fold the attribution" : "Show the full attribution";
+    };
+    L.DomEvent.disableClickPropagation(box);
+    L.DomEvent.on(box, "click", toggle);
+    L.DomEvent.on(box, "keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { L.DomEvent.preventDefault(e); L.DomEvent.stopPropagation(e); toggle(); }
+    });
+    map.on("resize", fit);
+    fit();
   }
 
   function addImagery(map, tiles, tilejson, attribution) {

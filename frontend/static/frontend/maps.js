@@ -13,6 +13,9 @@
   const FRACTION_OPACITY = [0.35, 0.9];    // fill opacity at 0 % and at 100 % (times the opacity slider)
   const DOMINANT_OPACITY = 0.8;
   const OUTLINE = { color: "#ffffff", weight: 1, opacity: 0.9 };
+  // a disputed block of the consensus has no settled label: grey, dashed, never a class's colour
+  const DISPUTED = { color: "#24292f", weight: 1.5, opacity: 0.9, dashArray: "4 3", fill: true,
+                     fillColor: "#6e7781", fillOpacity: 0.55 };
 
   const { esc } = window.lczDom;
   const { newMap, addScenes } = window.lczBasemap;
@@ -94,8 +97,12 @@
     legend.addTo(map);
 
     // --- colours -------------------------------------------------------------------------------
+    /** From the consensus, a disputed block (not adjudicated yet) is shown as disputed, never as a class. */
+    const isDisputed = (p) => state.source === "consensus" && p.status === "disputed";
+
     function styleOf(feature) {
       const p = feature.properties;
+      if (isDisputed(p)) return { ...DISPUTED, fillOpacity: DISPUTED.fillOpacity * state.opacity };
       if (state.mode === "dominant") {
         const c = byKey[p.dominant];
         return { ...OUTLINE, fill: true, fillColor: c ? c.colour : "#8c959f",
@@ -111,6 +118,10 @@
     }
 
     function tooltipOf(p) {
+      if (isDisputed(p)) {
+        return `<div class="tip-key">${esc(p.block_key)}</div><div class="tip-disputed">Disputed: the interpreters ` +
+          `disagree; no class until a reviewer adjudicates it.</div>`;
+      }
       const rows = topThree(p).map(({ c, v }) =>
         `<tr><td><i class="swatch" style="background: ${esc(c.colour)}"></i>${esc(c.label)}</td>` +
         `<td class="name">${esc(c.name)}</td><td class="num">${pct(v)}</td></tr>`);
@@ -126,6 +137,11 @@
     function renderLegend() {
       const d = legend.getContainer();
       const src = sourceSel.selectedOptions[0] ? sourceSel.selectedOptions[0].textContent : state.source;
+      let nDisputed = 0;
+      layer.eachLayer((l) => { if (isDisputed(l.feature.properties)) nDisputed += 1; });
+      const disputedRow = nDisputed
+        ? `<div class="legend-row" data-key="disputed"><i class="swatch disputed-swatch"></i>` +
+          `<span>Disputed (not adjudicated yet)</span><span class="count">${nDisputed}</span></div>` : "";
       if (state.mode === "fraction") {
         const c = byKey[state.cls];
         const stops = [0, 0.25, 0.5, 0.75, 1].map((f) => {
@@ -139,18 +155,21 @@
           `<div class="legend-title">${esc(c.label)} ${esc(c.name)}: share of the block</div>` +
           `<div class="ramp checker"><div style="background: linear-gradient(to right, ${stops.join(", ")})"></div></div>` +
           `<div class="ramp-ticks"><span>0 %</span><span>50 %</span><span>100 %</span></div>` +
-          `<div class="legend-source muted">${esc(src)}</div>`;
+          disputedRow + `<div class="legend-source muted">${esc(src)}</div>`;
       } else {
         const counts = {};
-        layer.eachLayer((l) => { const k = l.feature.properties.dominant; counts[k] = (counts[k] || 0) + 1; });
+        layer.eachLayer((l) => {
+          const p = l.feature.properties;
+          if (!isDisputed(p)) counts[p.dominant] = (counts[p.dominant] || 0) + 1;
+        });
         const present = classes.filter((c) => counts[c.key]);
         d.dataset.mode = "dominant";
         delete d.dataset.class;
         d.innerHTML = `<div class="legend-title">Dominant class</div>` +
-          (present.length ? present.map((c) =>
+          (present.length || nDisputed ? present.map((c) =>
             `<div class="legend-row" data-key="${esc(c.key)}"><i class="swatch" style="background: ${esc(c.colour)}"></i>` +
             `<span>${esc(c.label)} ${esc(c.name)}</span><span class="count">${counts[c.key]}</span></div>`).join("")
-            : `<div class="muted">no blocks</div>`) +
+            : `<div class="muted">no blocks</div>`) + disputedRow +
           `<div class="legend-source muted">${esc(src)}</div>`;
       }
     }

@@ -56,6 +56,10 @@
     conflict: false,
     locked: false,
     cls: null,              // the chosen class (keyboard "r" target)
+    quick: null,            // the class just picked by its key: one digit now sets its tens of percent
+    typing: null,           // the class whose field was entered by click or Tab: digits type there
+    undo: [],               // earlier splits of this visit (per-mille arrays), latest last
+    redo: [],
   };
   const versions = new Map();   // assignment id -> last version known from the server
 

@@ -48,10 +48,20 @@
           el("label", { for: input.id, class: "name" }, el("b", { text: c.code }), " " + c.name),
           slider, input, el("span", { class: "unit", text: "%" }), rest);
         input.addEventListener("input", () => onPctInput(i));
-        input.addEventListener("focus", () => chooseClass(i, false));
-        input.addEventListener("blur", () => { if (!ed.bad.has(i)) input.value = fmtInput(ed.pm[i]); });
-        slider.addEventListener("input", () => { setValue(i, parseInt(slider.value, 10)); });
-        rest.addEventListener("click", () => { putRemainder(i); });
+        input.addEventListener("focus", () => {            // entered by click or Tab: plain typing here
+          if (picking) return;
+          chooseClass(i, false);
+          ed.typing = i;
+          showMode();
+        });
+        input.addEventListener("blur", () => {
+          if (!ed.bad.has(i)) input.value = fmtInput(ed.pm[i]);
+          if (ed.typing === i) ed.typing = null;
+          if (ed.quick === i) ed.quick = null;
+          showMode();
+        });
+        slider.addEventListener("input", () => { recordUndo(`slider${i}`); setValue(i, parseInt(slider.value, 10)); });
+        rest.addEventListener("click", () => { recordUndo(); putRemainder(i); });
         box.append(row);
         rows[i] = { row, input, slider, rest };
       });
@@ -79,7 +89,64 @@
     $("#next-btn").addEventListener("click", () => goNext());
   }
 
+  // ---------------------------------------------------------------- undo, redo, the last split
+  let lastEdit = null;             // edits of one kind in a row (typing in one field, one slider drag) undo as one
+  /** Remember the split as it is before a change (`kind`: a run of the same kind is one step). */
+  function recordUndo(kind = null) {
+    if (kind && kind === lastEdit) return;
+    lastEdit = kind;
+    ed.undo.push(ed.pm.slice());
+    if (ed.undo.length > 100) ed.undo.shift();
+    ed.redo = [];
+  }
+  function applySplit(pm) {
+    ed.bad.clear();
+    pm.forEach((v, i) => { ed.pm[i] = v; rows[i].slider.value = String(v); rows[i].input.value = fmtInput(v); });
+    lastEdit = null;
+    const active = document.activeElement;
+    if (active && active.classList && active.classList.contains("pct")) active.select();
+    changed();
+  }
+  function undo(redoing = false) {
+    const from = redoing ? ed.redo : ed.undo;
+    if (!ed.open || ed.locked || !from.length) { hint(redoing ? "Nothing to redo." : "Nothing to undo."); return; }
+    (redoing ? ed.undo : ed.redo).push(ed.pm.slice());
+    applySplit(from.pop());
+    hint(redoing ? "Redone." : "Undone (Ctrl+Shift+Z redoes).");
+  }
+  const redo = () => undo(true);
+
+  let lastSplit = null;            // the split last submitted in this tab ("." repeats it)
+  function repeatLast() {
+    if (!lastSplit) { hint("Nothing to repeat yet: “.” repeats the split you last submitted here."); return; }
+    recordUndo();
+    applySplit(lastSplit);
+    hint("The last split again: Enter submits, Ctrl+Z undoes.");
+  }
+
+  /** A short line under the totals: what the keys do now, or why a key did nothing. */
+  function hint(text) {
+    const node = $("#ed-hint");
+    node.textContent = text || "";
+  }
+  function showMode() {
+    rows.forEach((r, k) => { r.row.classList.toggle("quick", ed.quick === k); r.row.classList.toggle("typing", ed.typing === k); });
+    if (ed.quick != null) hint(`LCZ ${CLASSES[ed.quick].code}: one digit sets its tens (5 = 50 %), r the remainder; any class key moves on.`);
+    else if (ed.typing != null) hint(`Typing LCZ ${CLASSES[ed.typing].code}'s percentage; Tab or Esc leaves, letters still pick classes.`);
+    else hint("");
+  }
+
+  /** The digit typed right after picking a class by its key: that many tens of percent. */
+  function quickTens(i, d) {
+    recordUndo();
+    setValue(i, d * 100);
+    ed.quick = null;
+    rows[i].input.select();
+    showMode();
+  }
+
   function onPctInput(i) {
+    recordUndo(`type${i}`);
     const r = parse(rows[i].input.value);
     if (r.error) {
       ed.bad.set(i, r.error);
@@ -108,14 +175,25 @@
     chooseClass(i, true);
   }
 
-  function chooseClass(i, focus) {
+  let picking = false;
+  /** Choose a class; `focus`: into its field, content selected; `quick`: picked by its key, so the
+   * next digit sets its tens (never a mode to leave: any other key acts as everywhere else). */
+  function chooseClass(i, focus, quick = false) {
     ed.cls = i;
     rows.forEach((r, k) => r.row.classList.toggle("chosen", k === i));
     if (focus) {
       const input = rows[i].input;
-      if (document.activeElement !== input) input.focus({ preventScroll: false });
+      picking = true;
+      try {
+        if (document.activeElement !== input) input.focus({ preventScroll: false });
+      } finally {
+        picking = false;
+      }
       input.select();
       rows[i].row.scrollIntoView({ block: "nearest" });
+      ed.typing = null;
+      ed.quick = quick ? i : null;
+      showMode();
     }
   }
 
@@ -136,7 +214,7 @@
 
   function renderTotals() {
     const t = total();
-    $("#total").textContent = format(t) + " %";
+    $("#total").textContent = ed.bad.size ? "—" : format(t) + " %";    // never a stale sum
     const diff = $("#diff");
     if (ed.bad.size) {
       const [i, msg] = ed.bad.entries().next().value;
@@ -166,14 +244,17 @@
       }
     });
     $("#submit-btn").disabled = !canSubmit();
-    $("#submit-btn").textContent = ed.submitted ? "Submit again ⏎" : "Submit ⏎";
+    $("#submit-btn").textContent = ed.locked ? "Read only" : ed.submitted ? "Submit again ⏎" : "Submit ⏎";
   }
 
   function renderEditorState() {
     $("#conflict").hidden = !ed.conflict;
+    const status = ed.locked ? lockedStatus() : ed.submitted ? "submitted" : versions.get(ed.id) ? "draft" : "todo";
     $("#ed-readonly").hidden = !ed.locked;
-    const status = ed.locked ? W.blockStatus(ed.blockId) || "complete"
-      : ed.submitted ? "submitted" : versions.get(ed.id) ? "draft" : "todo";
+    $("#ed-readonly").textContent = !ed.locked ? ""
+      : status === "disputed" ? "This block is disputed: its interpreters' splits differ and a reviewer will decide. It can no longer be edited."
+      : status === "adjudicated" ? "A reviewer has decided this block's split. It can no longer be edited."
+      : "This block is complete and in review; it can no longer be edited.";
     const badge = $("#ed-status");
     badge.textContent = (STATUS[status] || STATUS.todo).label;
     badge.dataset.status = status;
@@ -195,7 +276,11 @@
     ed.seq = ed.savedSeq = ++seqCounter;
     ed.submitted = !!(a.annotation && a.annotation.submitted);
     ed.conflict = false;
-    ed.locked = !!(ed.submitted && LOCKED.has(W.blockStatus(ed.blockId)));
+    ed.locked = !!(ed.submitted && LOCKED.has(blockOwnStatus()));
+    ed.undo = [];
+    ed.redo = [];
+    ed.quick = ed.typing = null;
+    lastEdit = null;
     rows.forEach((r, i) => { r.input.value = fmtInput(ed.pm[i]); r.slider.value = String(ed.pm[i]); });
     for (const input of document.querySelectorAll("#confidence input")) input.checked = Number(input.value) === ed.confidence;
     for (const input of document.querySelectorAll("#flags input")) input.checked = ed.flags.has(input.value);
@@ -209,7 +294,15 @@
       : "";
     showErrors(null);
     chooseClass(null, false);
+    showMode();
     renderEditorState();
+  }
+
+  /** The block's own status once it left my hands: the server's word, else the map's. */
+  const blockOwnStatus = () => (ed.a && ed.a.block.block_status) || W.blockStatus(ed.blockId);
+  function lockedStatus() {
+    const s = blockOwnStatus();
+    return LOCKED.has(s) ? s : "complete";
   }
 
   // ---------------------------------------------------------------- open, close, next, submit
@@ -219,7 +312,21 @@
     return res.json();
   }
 
-  async function openAssignment(aid, { fly = true, data = null } = {}) {
+  // ---------------------------------------------------------------- the tab's history (p / ←)
+  const back = [];                 // assignment ids opened before in this tab, latest last
+  function remember(id) {
+    if (id == null || back[back.length - 1] === id) return;
+    back.push(id);
+    if (back.length > 30) back.shift();
+  }
+  async function goPrev() {
+    while (back.length && back[back.length - 1] === ed.id) back.pop();
+    const id = back.pop();
+    if (id == null) { W.toast("No earlier block in this tab."); return; }
+    await openAssignment(id, { fly: true, fromHistory: true });
+  }
+
+  async function openAssignment(aid, { fly = true, data = null, fromHistory = false } = {}) {
     if (ed.open && ed.id === aid) { $("#editor").focus(); return; }
     const token = ++openToken;
     W.saveDraftNow();                               // leaving a block never drops its edits
@@ -232,10 +339,11 @@
       return;
     }
     if (token !== openToken) return;                // a later click won
-    openEditorWith(a, fly);
+    openEditorWith(a, fly, fromHistory);
   }
 
-  function openEditorWith(a, fly) {
+  function openEditorWith(a, fly, fromHistory = false) {
+    if (!fromHistory && ed.open && ed.id !== a.id) remember(ed.id);
     const pending = W.pendingFor(a.id);
     if (!pending.length) versions.set(a.id, a.annotation ? a.annotation.version : 0);
     // edits still in the save queue are newer than what the server sent
@@ -254,6 +362,7 @@
 
   function closeEditor() {
     W.saveDraftNow();
+    remember(ed.id);
     openToken++;
     ed.open = false;
     ed.id = ed.blockId = ed.a = null;
@@ -271,8 +380,8 @@
     try {
       const after = afterBlockId != null ? afterBlockId : ed.blockId;
       W.saveDraftNow();
-      // a draft queued for the block we are leaving must reach the server first, or "next" (which
-      // resumes drafts first) would not know about it
+      // a draft queued for the block we are leaving must reach the server first, so the server's
+      // queue (which goes forward from this block, drafts in their place) knows its status
       if (ed.id != null && W.pendingFor(ed.id).length) {
         if (W.isOffline()) W.toast("Waiting for the connection to save this draft before moving on…");
         await Promise.all(W.pendingFor(ed.id).map((q) => q.promise));
@@ -287,8 +396,8 @@
       if (!res.ok) { W.toast(`Could not get the next block (HTTP ${res.status}).`); return; }
       let a = await res.json();
       if (ed.open && a.id === ed.id) {
-        // "next" resumes drafts first, so it can hand back the block we are on: take the next
-        // of my open blocks on the map instead
+        // never expected (the server skips the block we leave), but if it is handed back: take the
+        // next of my open blocks on the map instead
         const other = W.nextLoadedBlock(ed.blockId);
         if (!other) { W.toast("This is your only open block here: submit it, or pan to find another."); return; }
         await openAssignment(other, { fly: true });
@@ -315,8 +424,10 @@
     W.cancelAutosave();
     const aid = ed.id;
     const blockId = ed.blockId;
+    const pm = ed.pm.slice();
     try {
       const r = await W.enqueue(aid, blockId, W.snapshot(), true, ed.seq);
+      if (r.ok) lastSplit = pm;
       if (r.ok && ed.id === aid) {
         W.refreshProgress();
         W.toast("Submitted. Opening your next block…", 2000);
@@ -330,6 +441,7 @@
 
   Object.assign(W, {
     showErrors, buildEditor, setValue, putRemainder, chooseClass, setConfidence, renderEditorState, fillEditor,
-    fetchAssignment, openAssignment, openEditorWith, closeEditor, goNext, submit,
+    fetchAssignment, openAssignment, openEditorWith, closeEditor, goNext, goPrev, submit,
+    recordUndo, undo, redo, repeatLast, quickTens, hint, showMode,
   });
 })();

@@ -18,9 +18,14 @@
   $("#help").addEventListener("click", (e) => { if (e.target.id === "help") toggleHelp(false); });
 
   const confidenceKey = (e) => e.shiftKey && /^Digit[1-5]$/.test(e.code);   // Shift+1..5
+  const CLOSED = "No block is open: n opens your next block, p the one you had open (or click a block).";
 
+  /* No modes to remember: a class key always picks its class (its field focused, content selected),
+   * and the one digit right after it sets that class's tens of percent (2 5 = LCZ 2 50 %); digits
+   * type freely only in a field entered by click or Tab (shown, with how to leave it). Esc leaves a
+   * field, then closes the editor; after that every key still answers (p reopens, or a hint). */
   document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
+    if (e.isComposing) return;
     const t = e.target;
     const helpOpen = !$("#help").hidden;
     if (helpOpen) {
@@ -30,6 +35,15 @@
     const inPct = t.classList && t.classList.contains("pct");
     const inText = !inPct && (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && /^(text|search|password|email)$/.test(t.type)));
     const onControl = t.tagName === "INPUT" && !inPct && !inText;   // slider, radio, checkbox
+    const key = e.key.toLowerCase();
+
+    if ((e.ctrlKey || e.metaKey) && !e.altKey && (key === "z" || key === "y")) {
+      if (inText || !ed.open) return;             // the comment keeps the browser's own undo
+      e.preventDefault();
+      if (key === "y" || e.shiftKey) W.redo(); else W.undo();
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey) return;
 
     if (e.key === "Escape") {
       e.preventDefault();
@@ -38,50 +52,62 @@
         $("#editor").focus({ preventScroll: true });
       } else if (ed.open) {
         W.closeEditor();
+        W.toast("Closed (draft kept). p reopens it, n opens your next block.");
       }
       return;
     }
     if (inText) return;                           // the comment: plain typing
     if (e.key === "Enter") {
       if (t.tagName === "BUTTON" || t.tagName === "A") return;   // let buttons be pressed
-      if (ed.open) { e.preventDefault(); W.submit(); }
+      if (ed.open) { e.preventDefault(); W.submit(); } else { W.toast(CLOSED); }
       return;
     }
-    if (inPct) {
-      const i = Number(t.dataset.index);
-      if (e.key === "ArrowUp" || e.key === "ArrowDown") {
-        e.preventDefault();
-        const step = (e.shiftKey ? 1 : 10) * (e.key === "ArrowUp" ? 1 : -1);
-        W.setValue(i, (ed.bad.has(i) ? 0 : ed.pm[i]) + step);
-        t.select();
-        return;
-      }
-      if (e.key.length === 1 && !/[0-9.,]/.test(e.key) && !confidenceKey(e)) {
-        e.preventDefault();                       // nothing but digits and a decimal mark is typed here
-        const k = e.key.toLowerCase();
-        if (k === "r") W.putRemainder(i);
-        else if (KEY_TO_CLASS.has(k)) W.chooseClass(KEY_TO_CLASS.get(k), true);
-        else if (k === "n") W.goNext();
-        else if (k === "?") toggleHelp(true);
-        return;
-      }
-      if (!confidenceKey(e)) return;              // digits, dot, editing keys: typing
-    }
-    if (confidenceKey(e) && ed.open && !ed.locked) {
+    const i = inPct ? Number(t.dataset.index) : null;
+    const typing = inPct && ed.typing === i;
+    if (inPct && (e.key === "ArrowUp" || e.key === "ArrowDown")) {
       e.preventDefault();
-      W.setConfidence(Number(e.code.slice(5)));
+      const step = (e.shiftKey ? 1 : 10) * (e.key === "ArrowUp" ? 1 : -1);
+      W.recordUndo(`arrow${i}`);
+      W.setValue(i, (ed.bad.has(i) ? 0 : ed.pm[i]) + step);
+      t.select();
+      return;
+    }
+    if (inPct && ed.quick === i && /^[0-9]$/.test(e.key) && !e.shiftKey) {
+      e.preventDefault();
+      W.quickTens(i, Number(e.key));
+      return;
+    }
+    if (typing && /^[0-9.,]$/.test(e.key) && !confidenceKey(e)) return;          // typing the percentage
+    if (typing && (e.key === "ArrowLeft" || e.key === "ArrowRight")) return;     // moving the caret
+    if (inPct && e.key.length !== 1 && !/^Arrow(Left|Right)$/.test(e.key)) return;   // Backspace, Tab, …
+    if (inPct && e.key.length === 1) e.preventDefault();   // nothing else is typed into a percentage
+
+    if (confidenceKey(e)) {
+      e.preventDefault();
+      if (ed.open && !ed.locked) W.setConfidence(Number(e.code.slice(5)));
       return;
     }
     if (e.key === "?") { e.preventDefault(); toggleHelp(true); return; }
-    if ((e.key === "ArrowRight" && !onControl) || e.key === "n") { e.preventDefault(); W.goNext(); return; }
-    if (!ed.open || ed.locked) return;
-    const k = e.key.toLowerCase();
-    if (e.key.length === 1 && KEY_TO_CLASS.has(k) && !e.shiftKey) {
-      e.preventDefault();
-      W.chooseClass(KEY_TO_CLASS.get(k), true);
-    } else if (k === "r") {
-      e.preventDefault();
+    if ((e.key === "ArrowRight" && !onControl) || key === "n") { e.preventDefault(); W.goNext(); return; }
+    if ((e.key === "ArrowLeft" && !onControl) || key === "p") { e.preventDefault(); W.goPrev(); return; }
+    if (e.key.length !== 1 || e.key === " ") return;
+    const classKey = KEY_TO_CLASS.has(key) && !e.shiftKey;
+    const known = classKey || key === "r" || e.key === ".";
+    if (!ed.open) { if (known) { e.preventDefault(); W.toast(CLOSED); } return; }
+    if (ed.locked) { if (known) { e.preventDefault(); W.hint("This block is read only (see above)."); } return; }
+    e.preventDefault();
+    if (classKey) {
+      W.chooseClass(KEY_TO_CLASS.get(key), true, true);
+    } else if (key === "r") {
+      if (ed.cls == null) { W.hint("Pick a class first (its key), then r puts the remainder there."); return; }
+      W.recordUndo();
       W.putRemainder(ed.cls);
+    } else if (e.key === ".") {
+      W.repeatLast();
+    } else if (e.key === "-") {
+      W.hint("Percentages run from 0 to 100 %: there is no minus.");
+    } else {
+      W.hint(`“${e.key}” is not a key here: press ? for the keys.`);
     }
   });
 
