@@ -428,8 +428,7 @@
     try {
       const r = await W.enqueue(aid, blockId, W.snapshot(), true, ed.seq);
       if (r.ok) lastSplit = pm;
-      if (r.ok && ed.id === aid) {
-        W.refreshProgress();
+      if (r.ok && ed.id === aid) {               // (the progress bar follows the save by itself: save.js)
         W.toast("Submitted. Opening your next block…", 2000);
         await goNext(blockId);
       }

@@ -17,6 +17,55 @@
   $("#help-close").addEventListener("click", () => toggleHelp(false));
   $("#help").addEventListener("click", (e) => { if (e.target.id === "help") toggleHelp(false); });
 
+  /* The map's keys: letters no class uses and no editor key means (the arrows, +/- and c, g are
+   * taken: ←/→ next/previous, ↑/↓ and Shift ±1/0.1 %, "-" gets its hint, c and g are LCZ C and G). */
+  const MAP_KEYS = new Map([
+    ["o", () => W.cycleOverlay()],
+    ["i", () => W.panStep(0, -1)], ["j", () => W.panStep(-1, 0)],
+    ["k", () => W.panStep(0, 1)], ["l", () => W.panStep(1, 0)],
+    ["z", () => W.zoomStep(1)], ["Z", () => W.zoomStep(-1)],
+    ["h", () => { if (!W.centreOnBlock()) W.toast("No block is open: h brings you back to the open block."); }],
+    ["/", () => { const box = $("#goto-input"); box.focus(); box.select(); }],
+  ]);
+
+  // ---------------------------------------------------------------- going to a block by key or number
+  $("#goto").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const box = $("#goto-input");
+    const text = box.value.trim();
+    if (!text) return;
+    let b;
+    try {
+      b = await W.findBlock(text);
+    } catch (err) {
+      W.toast("Could not look the block up now (offline?).");
+      return;
+    }
+    if (!b) { W.toast(`There is no block “${text}” in this campaign.`, 5000); return; }
+    if (!b.assignment) { W.toast(`Block ${b.block_key} is not assigned to you.`, 5000); return; }
+    box.value = "";
+    box.blur();
+    W.openAssignment(b.assignment, { fly: true });
+  });
+  $("#goto-input").addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && !ed.open) { e.target.blur(); W.map.getContainer().focus({ preventScroll: true }); }
+  });
+
+  // ---------------------------------------------------------------- the first visit's keys
+  const HINT_KEY = "lcz.workspace.firstHintDismissed";
+  let hintDismissed = true;
+  try { hintDismissed = localStorage.getItem(HINT_KEY) === "1"; } catch (err) { /* private mode: never nag */ }
+  if (!hintDismissed) {
+    $("#first-hint").hidden = false;
+    W.map.invalidateSize({ pan: false });
+  }
+  $("#first-hint-close").addEventListener("click", () => {
+    $("#first-hint").hidden = true;
+    try { localStorage.setItem(HINT_KEY, "1"); } catch (err) { /* private mode */ }
+    W.map.invalidateSize({ pan: false });
+    if (ed.open) $("#editor").focus({ preventScroll: true });
+  });
+
   const confidenceKey = (e) => e.shiftKey && /^Digit[1-5]$/.test(e.code);   // Shift+1..5
   const CLOSED = "No block is open: n opens your next block, p the one you had open (or click a block).";
 
@@ -88,6 +137,7 @@
       return;
     }
     if (e.key === "?") { e.preventDefault(); toggleHelp(true); return; }
+    if (MAP_KEYS.has(e.key)) { e.preventDefault(); MAP_KEYS.get(e.key)(); return; }
     if ((e.key === "ArrowRight" && !onControl) || key === "n") { e.preventDefault(); W.goNext(); return; }
     if ((e.key === "ArrowLeft" && !onControl) || key === "p") { e.preventDefault(); W.goPrev(); return; }
     if (e.key.length !== 1 || e.key === " ") return;

@@ -63,34 +63,41 @@
   let loadedZoom = null;
   let blocksCtrl = null;
   let moveTimer = null;
+  let lastQuery = null;              // the blocks query in flight or last answered (a view that did not change asks nothing)
   map.on("moveend", () => { clearTimeout(moveTimer); moveTimer = setTimeout(loadBlocks, MOVE_DEBOUNCE_MS); });
 
-  async function loadBlocks() {
+  /** My blocks in the view (and a margin); `force`: ask again even if the view is the one last asked for. */
+  async function loadBlocks(force = false) {
     const z = Math.round(map.getZoom());
     zoomHint.update(z);
-    if (blocksCtrl) blocksCtrl.abort();
     if (z < BLOCKS_MIN_ZOOM) {
-      blocks.clearLayers(); blockLayers.clear(); loadedZoom = null; legend.update();
+      if (blocksCtrl) blocksCtrl.abort();
+      blocks.clearLayers(); blockLayers.clear(); loadedZoom = null; lastQuery = null; legend.update();
       return;
     }
     const b = map.getBounds().pad(0.2);
     const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
     const bbox = [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -85.06, 85.06),
                   clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -85.06, 85.06)].map((v) => v.toFixed(6)).join(",");
+    const query = `${CFG.api.blocks}?bbox=${bbox}&zoom=${z}`;
+    if (!force && query === lastQuery) return;     // e.g. the first view's moveend right after the start's own load
+    lastQuery = query;
+    if (blocksCtrl) blocksCtrl.abort();
     const ctrl = new AbortController();
     blocksCtrl = ctrl;
     const started = performance.now();
     let fc;
     try {
-      const res = await fetch(`${CFG.api.blocks}?bbox=${bbox}&zoom=${z}`, {
+      const res = await fetch(query, {
         credentials: "same-origin", signal: ctrl.signal, headers: { Accept: "application/json" } });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       fc = await res.json();
     } catch (err) {
       if (err.name === "AbortError") return;
+      if (lastQuery === query) lastQuery = null;
       W.toast("Could not load the blocks here; retrying…");
       clearTimeout(moveTimer);
-      moveTimer = setTimeout(loadBlocks, 5000);
+      moveTimer = setTimeout(() => loadBlocks(true), 5000);
       return;
     }
     if (ctrl !== blocksCtrl) return;
@@ -162,6 +169,89 @@
   };
   zoomHint.addTo(map);
 
+  L.control.scale({ position: "bottomleft", metric: true, imperial: false, maxWidth: 120 }).addTo(map);
+
+  // ---------------------------------------------------------------- the blocks overlay's opacity
+  // (o cycles visible -> faint -> hidden; the slider sets any opacity): the imagery under a block
+  // can be seen. The whole blocks canvas fades (outlines and fill); the open block's outline stays.
+  const OVERLAY_KEY = "lcz.workspace.overlay";
+  const FAINT = 0.3;
+  const overlayPane = map.getPane("overlayPane");
+  const overlayCtl = L.control({ position: "topright" });
+  overlayCtl.onAdd = function () {
+    const div = L.DomUtil.create("div", "overlay-ctl");
+    div.title = "Opacity of the blocks over the imagery (o: visible, faint, hidden)";
+    div.innerHTML = '<label for="overlay-opacity">Blocks <kbd>o</kbd></label>' +
+      '<input id="overlay-opacity" type="range" min="0" max="100" step="5" aria-label="Opacity of the blocks">';
+    L.DomEvent.disableClickPropagation(div);
+    L.DomEvent.disableScrollPropagation(div);
+    this._input = div.querySelector("input");
+    this._input.addEventListener("input", () => setOverlay(Number(this._input.value) / 100, false));
+    return div;
+  };
+  overlayCtl.addTo(map);
+  let overlay = 1;
+  function setOverlay(v, announce = true) {
+    overlay = Math.max(0, Math.min(1, Number(v)));
+    if (!Number.isFinite(overlay)) overlay = 1;
+    overlayPane.style.opacity = String(overlay);
+    overlayCtl._input.value = String(Math.round(overlay * 100));
+    try { localStorage.setItem(OVERLAY_KEY, String(overlay)); } catch (err) { /* private mode */ }
+    if (announce) W.toast(`Blocks ${overlay === 0 ? "hidden" : overlay < 1 ? "faint" : "visible"} (o changes it).`, 1500);
+  }
+  /** o: visible -> faint -> hidden -> visible (any other opacity from the slider goes to the next of those). */
+  function cycleOverlay() {
+    setOverlay(overlay > FAINT ? FAINT : overlay > 0 ? 0 : 1);
+  }
+  let savedOverlay = null;
+  try { savedOverlay = localStorage.getItem(OVERLAY_KEY); } catch (err) { /* private mode */ }
+  setOverlay(savedOverlay == null ? 1 : savedOverlay, false);
+
+  // ---------------------------------------------------------------- moving by keys
+  /** Pan by a third of the view (dx, dy in -1, 0, 1). */
+  function panStep(dx, dy) {
+    const size = map.getSize();
+    map.panBy([Math.round(dx * size.x / 3), Math.round(dy * size.y / 3)], { duration: 0.2 });
+  }
+  const zoomStep = (d) => (d > 0 ? map.zoomIn(1) : map.zoomOut(1));
+  /** Back to the open block (false when none is open). */
+  function centreOnBlock() {
+    if (!ed.open || !ed.a) return false;
+    const bounds = bboxBounds(ed.a.block.bbox);
+    map.setView(bounds.getCenter(), Math.max(BLOCKS_MIN_ZOOM, Math.min(19, map.getBoundsZoom(bounds.pad(1)))));
+    return true;
+  }
+
+  // ---------------------------------------------------------------- finding a block by key or number
+  let allBlocks = null;              // the campaign's blocks (features without geometry use), asked once, on a miss
+  /** The block whose key (or a unique start of it, from 4 characters) or number is `text`: its
+   * feature properties with `id`, or null. Looks in the loaded blocks first, then asks once for all. */
+  async function findBlock(text) {
+    const q = String(text).trim().toLowerCase().replace(/^#/, "");
+    if (!q) return null;
+    const match = (features) => {
+      if (/^\d+$/.test(q)) {
+        const f = features.find((x) => String(x.id) === q);
+        if (f) return f;
+      }
+      const exact = features.find((x) => String(x.properties.block_key).toLowerCase() === q);
+      if (exact) return exact;
+      if (q.length < 4) return null;
+      const starts = features.filter((x) => String(x.properties.block_key).toLowerCase().startsWith(q));
+      return starts.length === 1 ? starts[0] : null;
+    };
+    const found = match([...blockLayers.values()].map((l) => l.feature));
+    if (found) return { id: found.id, ...found.properties };
+    if (!allBlocks) {
+      const res = await fetch(`${CFG.api.blocks}?zoom=${BLOCKS_MIN_ZOOM}`, {
+        credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      allBlocks = (await res.json()).features;
+    }
+    const f = match(allBlocks);
+    return f ? { id: f.id, ...f.properties } : null;
+  }
+
   function onBlockClick(feature) {
     const p = feature.properties;
     if (!p.assignment) { W.toast(`Block ${p.block_key} is not assigned to you.`); return; }
@@ -213,7 +303,8 @@
 
   Object.assign(W, {
     map, blockLayers, loadBlocks, setBlockStatus, blockStatus, showBlock, clearBlock, bboxBounds,
-    nextLoadedBlock, fitCampaign,
+    nextLoadedBlock, fitCampaign, setOverlay, cycleOverlay, panStep, zoomStep, centreOnBlock, findBlock,
   });
+  Object.defineProperty(W, "overlay", { get: () => overlay, enumerable: true });
   Object.defineProperty(W, "moving", { get: () => moving, enumerable: true });
 })();
