@@ -516,3 +516,11 @@ def interpreter_notes_counts(campaign: Campaign, block_ids) -> dict[int, dict[st
             counts["comments"] += n_comment
             counts["flags"] += n_flags
     return out
+
+
+def blocks_attribution(campaign: Campaign) -> str:
+    """Where the campaign's block outlines come from, for the maps' attribution line: each recorded
+    geometry source with its licence, once ("" when no block records one)."""
+    sources = (blocks_of(campaign).exclude(source_name="").values_list("source_name", "licence")
+               .distinct().order_by("source_name", "licence"))
+    return "; ".join(f"{name} ({licence})" if licence else name for name, licence in sources)

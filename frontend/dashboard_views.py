@@ -200,6 +200,7 @@ def campaign_dashboard(request, pk: int):
         "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
         "threshold": campaign.dispute_tv_threshold,
         "scenes": imagery_scenes(campaign),
+        "blocks_attribution": selectors.blocks_attribution(campaign),
         "layer": reverse("dashboard:agreement-geojson", args=[campaign.pk]),
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
     }
@@ -333,6 +334,7 @@ def review_block(request, block_id: int):
         "keys": list(KEYS),
         "starts": [{"id": "consensus", "label": "consensus", "permille": block.consensus}] if block.consensus else [],
         "scenes": imagery_scenes(campaign),
+        "blocks_attribution": selectors.blocks_attribution(campaign),
         "next": next_url,
         "has_next": next_id is not None,
         "queue": queue_url,
@@ -360,6 +362,7 @@ def lcz_maps(request, pk: int):
     config = {
         "campaign": {"id": campaign.pk, "name": campaign.name, "bounds": list(extent) if extent else None},
         "scenes": imagery_scenes(campaign),
+        "blocks_attribution": selectors.blocks_attribution(campaign),
         "fractions": reverse("fractions", args=[campaign.pk]),
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
         "classes": [{"index": c.index, "key": c.key, "code": c.code, "label": c.label, "name": c.name,

@@ -33,6 +33,7 @@ def campaign_overview(request, pk: int):
     config = {  # the map: the campaign's own imagery (lczBasemap), never external tiles
         "bounds": list(extent) if extent else None,
         "scenes": imagery_scenes(campaign),
+        "blocks_attribution": selectors.blocks_attribution(campaign),
     }
     return render(request, "frontend/campaign.html", {
         "campaign": campaign,
@@ -59,6 +60,7 @@ def workspace(request, pk: int):
             "bounds": list(selectors.campaign_extent(campaign) or []) or None,
             "scenes": [layer for layer in [imagery_payload(campaign)] if layer],  # one layer: the mosaic
         },
+        "blocks_attribution": selectors.blocks_attribution(campaign),
         "classes": classes_payload(),
         "flags": [{"key": v, "label": label} for v, label in Annotation.Flag.choices],
         "api": {

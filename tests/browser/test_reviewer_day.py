@@ -110,7 +110,7 @@ def test_review_page_fits_1366_px_and_the_attribution_is_one_line(page, live_ser
     attribution = page.locator("#review-map .leaflet-control-attribution")
     one_line = attribution.bounding_box()["height"]
     assert one_line <= 22, one_line
-    assert "OpenStreetMap contributors" in attribution.inner_text()
+    assert "Blocks: synthetic test roads (CC0-1.0)" in attribution.inner_text()  # the blocks' recorded source
     assert "Synthetic test imagery" in attribution.inner_text()
     attribution.click()                                   # opens in full, and closes again
     expect(attribution).to_have_class(re.compile(r"\bopen\b"))

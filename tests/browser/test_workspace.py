@@ -76,7 +76,8 @@ def test_workspace_shows_real_imagery_tiles_and_attribution(page, live_server, t
     # painted imagery, not a blank or flat tile: varied brightness and many distinct colours
     assert any(s["std"] > 12 and s["colours"] > 200 for s in decoded), decoded
     attribution = page.inner_text(".leaflet-control-attribution")
-    assert "OpenStreetMap contributors (ODbL)" in attribution
+    # the blocks' own recorded source (the team's roads are synthetic, CC0), never a fixed OSM credit
+    assert "Blocks: synthetic test roads (CC0-1.0)" in attribution and "OpenStreetMap" not in attribution
     assert "CC0 test imagery" in attribution and "Synthetic test imagery" in attribution
     expect(page.locator(".legend")).to_contain_text("To do")
 

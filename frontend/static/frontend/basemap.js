@@ -2,8 +2,9 @@
  * campaign's imagery under everything else. Shared by the workspace, campaign overview, dashboard,
  * review and maps pages.
  *
- * lczBasemap.newMap(id, options): L.map on the element `id` (canvas paths, zoom up to 22; `options`
- *   add to or override those); its attribution is one line, opened in full by a click (app.css).
+ * lczBasemap.newMap(id, options, blocksAttribution): L.map on the element `id` (canvas paths, zoom up
+ *   to 22; `options` add to or override those); its attribution is one line, opened in full by a
+ *   click (app.css), and credits the blocks' recorded geometry sources (`blocksAttribution`, text).
  * lczBasemap.addScenes(map, scenes): one tile layer per entry ({tiles, tilejson?, attribution}; the
  *   attribution is plain text), its zoom range and bounds from its TileJSON (the defaults below when
  *   it cannot be read). Without `tilejson` it is the one beside the tiles. The pages pass one entry:
@@ -14,10 +15,10 @@
 
   const { esc } = window.lczDom;
 
-  function newMap(id, options) {
+  function newMap(id, options, blocksAttribution) {
     const map = L.map(id, Object.assign({ preferCanvas: true, maxZoom: 22, zoomSnap: 0.25 }, options));
     map.attributionControl.setPrefix(false);
-    map.attributionControl.addAttribution("Blocks © OpenStreetMap contributors (ODbL)");
+    if (blocksAttribution) map.attributionControl.addAttribution("Blocks: " + esc(blocksAttribution));
     compactAttribution(map);
     return map;
   }

@@ -41,7 +41,7 @@
   function dashboardMap(cfg) {
     const el = document.getElementById("dash-map");
     if (!el) return;
-    const map = newMap("dash-map");
+    const map = newMap("dash-map", {}, cfg.blocks_attribution);
     addScenes(map, cfg.scenes);
     const b = cfg.campaign.bounds;
     if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);

@@ -56,7 +56,7 @@
     if (!Array.from(sourceSel.options).some((o) => o.value === state.source)) addSource(state.source);
 
     // --- the map ---------------------------------------------------------------------------------
-    const map = newMap("lcz-map", { keyboard: false });
+    const map = newMap("lcz-map", { keyboard: false }, cfg.blocks_attribution);
     addScenes(map, cfg.scenes);
     const b = cfg.campaign.bounds;
     const panel = document.getElementById("maps-panel");

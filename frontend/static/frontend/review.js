@@ -39,7 +39,7 @@
     let state = { valid: false, total: 0 };
 
     // the map: the block over the imagery, fitted
-    const map = newMap("review-map");
+    const map = newMap("review-map", {}, cfg.blocks_attribution);
     addScenes(map, cfg.scenes);
     const outline = L.geoJSON(cfg.block.geometry, {
       style: { color: "#ffd400", weight: 3, fill: false, opacity: 1 }, interactive: false,

@@ -11,7 +11,8 @@
 
   // one canvas for every block outline: no DOM node per feature, so 20,000 blocks stay smooth
   const renderer = L.canvas({ padding: 0.3, tolerance: 3 });
-  const map = window.lczBasemap.newMap("map", { renderer, zoomSnap: 1, keyboard: false });
+  const map = window.lczBasemap.newMap("map", { renderer, zoomSnap: 1, keyboard: false },
+                                          CFG.blocks_attribution);
 
   window.lczBasemap.addScenes(map, CFG.campaign.scenes.map((scene) => ({
     tiles: scene.tiles,
