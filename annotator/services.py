@@ -695,11 +695,15 @@ def record_suggestion_shown(assignment: Assignment, viewer: User, model_version:
                                   block_id=assignment.block_id, after=after)
 
 
-def record_predictions_shown(campaign: Campaign, viewer: User, model_version: str, block_ids: list[int]) -> None:
-    """Audit that a reviewer's map layer showed a model's splits of these blocks."""
-    AuditEvent.objects.create(actor=viewer, action="predictions_shown", campaign=campaign,
-                              after={"model_version": model_version, "blocks": len(block_ids),
-                                     "block_ids": block_ids[:1000]})
+def record_predictions_shown(campaign: Campaign, viewer: User, model_version: str) -> None:
+    """Audit that a reviewer's map layer showed a model's splits: once per viewer, model and day (the
+    layer is fetched on every pan; one row per request would grow the audit trail by the pan)."""
+    today = timezone.now().date()
+    seen = AuditEvent.objects.filter(actor=viewer, action="predictions_shown", campaign=campaign,
+                                     after__model_version=model_version, at__date=today)
+    if not seen.exists():
+        AuditEvent.objects.create(actor=viewer, action="predictions_shown", campaign=campaign,
+                                  after={"model_version": model_version})
 
 
 def _update_block_status(assignment: Assignment) -> None:

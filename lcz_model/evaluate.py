@@ -38,8 +38,6 @@ def _scores(true: np.ndarray, pred: np.ndarray) -> dict:
 def evaluate_run(run, dataset=None, *, device="cpu", batch_size: int = 16,
                  k_local: int = 8) -> dict:
     """Predict the test split with a run's checkpoint; returns name, card info, scores, preds."""
-    import torch  # noqa: F401  (predict imports torch anyway)
-
     from .data import BlockDataset
     from .checkpoints import resolve_checkpoint
     from .predict import load_model, predict_dataset

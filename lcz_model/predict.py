@@ -16,18 +16,17 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import torch
 
-from .checkpoints import CARD_NAME, CHECKPOINT_NAME, load_checkpoint, resolve_checkpoint  # noqa: F401  (the run's files)
+from .checkpoints import load_checkpoint
 from .classes import KEYS, N_CLASSES
 from .data import prepare_chips
 
 __all__ = ["load_checkpoint", "load_model", "predict_blocks", "predict_tensors",
-           "predict_dataset", "resolve_checkpoint", "main"]
+           "predict_dataset", "main"]
 
 def _build_from_config(model_config: dict):
     from .msunet import MSUNet, MSUNetConfig

@@ -262,6 +262,6 @@ class FractionsLayerView(APIView):
         rows = selectors.fraction_rows(campaign, source, _parse_bbox(request.query_params.get("bbox")),
                                        hidden=selectors.blind_pending_block_ids(request.user, campaign))
         if source != "consensus" and rows:
-            services.record_predictions_shown(campaign, request.user, source, [r[0] for r in rows])
+            services.record_predictions_shown(campaign, request.user, source)
         body = feature_collection(selectors.fraction_layer(rows), source=source, model_versions=versions)
         return HttpResponse(body, content_type="application/geo+json")

@@ -91,7 +91,9 @@ def test_an_interpreter_who_also_reviews_sees_no_prediction_or_split_of_blocks_t
     layer = client.get(f"/api/campaigns/{campaign.pk}/fractions/?source={MODEL}").json()
     shown = {f["id"] for f in layer["features"]}
     assert shown and not shown & mine
-    assert AuditEvent.objects.filter(action="predictions_shown", actor=ann).exists()
+    client.get(f"/api/campaigns/{campaign.pk}/fractions/?source={MODEL}&bbox=-180,-90,180,90")  # a pan
+    shown_events = AuditEvent.objects.filter(action="predictions_shown", actor=ann)
+    assert shown_events.count() == 1 and shown_events.get().after == {"model_version": MODEL}  # once a day
     # a released block she still labels blind in another (blind) round: no review page, no splits
     block = StreetBlock.objects.get(pk=sorted(mine)[0])
     submit_block(block)
