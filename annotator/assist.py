@@ -56,10 +56,7 @@ def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int =
         raise ValueError(f"campaign {campaign.name!r} has no model predictions yet; run predict_blocks first.")
     _, load, rank = interpreter_load(campaign, round)
     ids, scores, splits = acquisition_scores(campaign, campaign.active_model_version)
-    taken: dict[int, set[int]] = {}
-    for block_id, user_id in Assignment.objects.filter(campaign=campaign, round=round).values_list(
-            "block_id", "interpreter_id"):
-        taken.setdefault(block_id, set()).add(user_id)
+    taken, live = selectors.round_holders(campaign, round)
     blind_open: dict[int, set[int]] = {}
     for block_id, user_id in selectors.open_blind_assignments(campaign).values_list("block_id", "interpreter_id"):
         blind_open.setdefault(block_id, set()).add(user_id)
@@ -67,18 +64,19 @@ def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int =
     assignable = set(selectors.assignable_blocks(campaign)[0].values_list("id", flat=True))  # no edge blocks
 
     def eligible(block_id: int) -> bool:
-        if block_id in taken or block_id not in assignable:
+        if live.get(block_id) or block_id not in assignable:  # a revoked assignment leaves a gap
             return False
         if block_id in blind_open and not campaign.queue_open_blocks:
             return False
-        return any(u not in blind_open.get(block_id, ()) for u in load)
+        return any(u not in blind_open.get(block_id, ()) and u not in taken.get(block_id, ()) for u in load)
 
     exclude = [i for i, b in enumerate(ids) if not eligible(int(b))]
     chosen = select_batch(scores, splits, k=k, exclude=exclude) if len(ids) else []
     new = []
     for i in chosen:
         block_id = int(ids[i])
-        for user_id in pick_interpreters(load, rank, per_block, exclude=blind_open.get(block_id, ())):
+        exclude = blind_open.get(block_id, set()) | taken.get(block_id, set())
+        for user_id in pick_interpreters(load, rank, per_block, exclude=exclude):
             new.append(Assignment(campaign=campaign, block_id=block_id, interpreter_id=user_id, round=round,
                                   priority=float(scores[i])))
     Assignment.objects.bulk_create(new, ignore_conflicts=True)

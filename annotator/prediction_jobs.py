@@ -153,8 +153,9 @@ def finish_job(job: PredictionJob) -> PredictionJob:
     job.status = PredictionJob.Status.DONE if not missing else PredictionJob.Status.RUNNING
     if not missing:
         job.finished_at = timezone.now()
+        job.error = ""  # a chunk that failed and was retried to success leaves no stale error
         Campaign.objects.filter(pk=job.campaign_id).update(active_model_version=job.model_version)
-    job.save(update_fields=["status", "finished_at"])
+    job.save(update_fields=["status", "finished_at", "error"])
     return job
 
 
@@ -175,14 +176,16 @@ def predict_campaign(job_id: int) -> dict:
     return job_progress(job)
 
 
-@shared_task(name="annotator.tasks.predict_chunk", acks_late=True, autoretry_for=(OSError,), retry_backoff=True,
-             max_retries=3)
-def predict_chunk(job_id: int, block_ids: list[int]) -> int:
+@shared_task(bind=True, name="annotator.tasks.predict_chunk", acks_late=True, autoretry_for=(OSError,),
+             retry_backoff=True, max_retries=3)
+def predict_chunk(self, job_id: int, block_ids: list[int]) -> int:
     job = PredictionJob.objects.get(pk=job_id)
     try:
         stored = predict_and_store(job, block_ids)
     except Exception as exc:
-        PredictionJob.objects.filter(pk=job_id).update(status=PredictionJob.Status.FAILED, error=str(exc)[:2000])
+        retrying = isinstance(exc, OSError) and self.request.retries < self.max_retries
+        if not retrying:  # a chunk about to be retried has not failed the job (yet)
+            PredictionJob.objects.filter(pk=job_id).update(status=PredictionJob.Status.FAILED, error=str(exc)[:2000])
         raise
     finish_job(job)
     return stored

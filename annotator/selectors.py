@@ -95,6 +95,19 @@ def live_assignments(campaign: Campaign, round: int | None = None) -> QuerySet[A
     return qs if round is None else qs.filter(round=round)
 
 
+def round_holders(campaign: Campaign, round: int) -> tuple[dict[int, set[int]], dict[int, int]]:
+    """Per block of `round`: everyone ever assigned it (revoked too: never given it again) and how
+    many assignments still count (not revoked)."""
+    taken: dict[int, set[int]] = {}
+    live: dict[int, int] = {}
+    for block_id, user_id, status in Assignment.objects.filter(campaign=campaign, round=round).values_list(
+            "block_id", "interpreter_id", "status"):
+        taken.setdefault(block_id, set()).add(user_id)
+        if status != Assignment.Status.REVOKED:
+            live[block_id] = live.get(block_id, 0) + 1
+    return taken, live
+
+
 # --- blindness: the one home of "who may see a block's labels or the model's split" ----------
 
 def open_blind_assignments(campaign: Campaign) -> QuerySet[Assignment]:
@@ -411,7 +424,8 @@ def fraction_layer(rows) -> Iterator[Feature]:
 
 
 def model_versions(campaign: Campaign) -> list[str]:
-    return sorted(set(Prediction.objects.filter(campaign=campaign).values_list("model_version", flat=True)))
+    return list(Prediction.objects.filter(campaign=campaign).order_by("model_version")
+                .values_list("model_version", flat=True).distinct())
 
 
 # --- blocks: re-imports, assignment, prediction -------------------------------------------------

@@ -522,13 +522,7 @@ def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: in
     """
     per_block = per_block or campaign.interpreters_per_block
     _, load, rank = interpreter_load(campaign, round)
-    live: dict[int, int] = {}
-    taken: dict[int, set[int]] = {}
-    for block_id, user_id, status in Assignment.objects.filter(campaign=campaign, round=round).values_list(
-            "block_id", "interpreter_id", "status"):
-        taken.setdefault(block_id, set()).add(user_id)
-        if status != Assignment.Status.REVOKED:
-            live[block_id] = live.get(block_id, 0) + 1
+    taken, live = selectors.round_holders(campaign, round)
     new, short = [], 0
     blocks, skipped = selectors.assignable_blocks(campaign, include_edge=include_edge)
     for block_id in blocks.order_by("id").values_list("id", flat=True):

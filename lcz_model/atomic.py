@@ -70,9 +70,11 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
     path = Path(path).resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*{PARTIAL_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}{PARTIAL_SUFFIX}"
-    old = path.parent / f".{path.name}.{os.getpid()}.old{PARTIAL_SUFFIX}"
+        if not _writer_alive(stale.name):  # never a folder another live writer is filling
+            shutil.rmtree(stale, ignore_errors=True)
+    run = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"  # unique per call: threads of one process too
+    tmp = path.parent / f".{path.name}.{run}{PARTIAL_SUFFIX}"
+    old = path.parent / f".{path.name}.{run}.old{PARTIAL_SUFFIX}"
     tmp.mkdir()
     try:
         yield tmp
@@ -92,3 +94,18 @@ def atomic_dir(path: str | os.PathLike, *, replace: bool = False) -> Iterator[Pa
         for left in (tmp, old):
             if left.exists():
                 shutil.rmtree(left, ignore_errors=True)
+
+
+def _writer_alive(name: str) -> bool:
+    """Whether the process that named this partial folder (`.<target>.<pid>-<id>[.old].partial`) runs."""
+    for part in reversed(name.removesuffix(PARTIAL_SUFFIX).split(".")):
+        pid = part.split("-")[0]
+        if pid.isdigit():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return False
+            except PermissionError:
+                return True
+            return True
+    return False

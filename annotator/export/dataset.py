@@ -153,7 +153,7 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
         return pw.PackageContents(
             block_ids=[b.key for b in kept], permille=permille, splits={"train": train, "test": test},
             readme=_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery, dropped,
-                             used_scenes, published, out.name),
+                             used_scenes, published, out.name, sources),
             licence=_licence_text(campaign, used_scenes, sources),
             citation=_citation(campaign, opts, published, sources, used_scenes),
             blocks=_blocks_frame(campaign, kept),
@@ -421,10 +421,9 @@ def _imagery_lines(scenes) -> list[str]:
 
 
 def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, dropped, scenes,
-              published, name) -> str:
+              published, name, sources) -> str:
     dominant = permille.argmax(axis=1)
     pure = permille.max(axis=1) == 1000
-    sources = geometry_sources(blocks)
     n_train = sum(1 for v in split_of.values() if v == "train")
     n_test = len(split_of) - n_train
     per_class = []

@@ -99,7 +99,7 @@ def test_an_interpreter_who_also_reviews_sees_no_prediction_or_split_of_blocks_t
     submit_block(block)
     Assignment.objects.create(campaign=campaign, block=block, interpreter=ann, round=3)
     assert client.get(f"/api/blocks/{block.pk}/review/").status_code == 404
-    assert predictions["rev"] and api_as(predictions["rev"]).get(f"/api/blocks/{block.pk}/review/").status_code == 200
+    assert api_as(predictions["rev"]).get(f"/api/blocks/{block.pk}/review/").status_code == 200
 
 
 # --- 2. the campaign overview shows interpreters only their own status ----------------------
@@ -141,10 +141,12 @@ def test_removed_interpreter_can_no_longer_save_and_keeps_what_was_submitted(tea
     assert sorted(event.after["assignments"]) == sorted([a2.pk, a3.pk, *Assignment.objects.filter(
         interpreter=ann, status="revoked").exclude(pk__in=[a2.pk, a3.pk]).values_list("pk", flat=True)])
     # the gaps are filled by another interpreter; ann never gets those blocks again
+    revoked_blocks = set(Assignment.objects.filter(interpreter=ann, status="revoked").values_list("block_id", flat=True))
     services.add_member(campaign, ann, "interpreter")
     services.assign_blocks(campaign, per_block=3)
     for block in StreetBlock.objects.filter(campaign=campaign):
         assert Assignment.objects.filter(block=block, round=1).exclude(status="revoked").count() == 3
+    assert not Assignment.objects.filter(interpreter=ann, block_id__in=revoked_blocks).exclude(status="revoked").exists()
 
 
 def test_a_block_completes_without_the_revoked_interpreter(team, campaign):
@@ -268,3 +270,15 @@ def test_queue_never_takes_an_edge_block(predictions, campaign):
     submit_block(blocks[0], [split(lcz_6=1000), split(lcz_a=1000), split(lcz_g=1000)])  # disputed
     StreetBlock.objects.filter(pk=blocks[0].pk).update(edge=True)  # cut by the study area's boundary
     assert assist.queue_next_batch(campaign, k=4, round=2) == []
+
+
+
+def test_a_revoked_assisted_assignment_leaves_a_gap_the_queue_fills(predictions, campaign):
+    block = StreetBlock.objects.filter(campaign=campaign).order_by("id").first()
+    submit_block(block, [split(lcz_6=1000), split(lcz_a=1000), split(lcz_g=1000)])  # disputed: blind round done
+    [block_id] = assist.queue_next_batch(campaign, k=1, round=2)
+    first = Assignment.objects.get(round=2)
+    services.remove_member(campaign, first.interpreter, "interpreter")
+    assert block_id in assist.queue_next_batch(campaign, k=4, round=2)  # queued again ...
+    again = Assignment.objects.filter(round=2, block_id=block_id).exclude(status="revoked")
+    assert again.count() == 1 and again.get().interpreter_id != first.interpreter_id  # ... to someone else

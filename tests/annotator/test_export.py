@@ -13,15 +13,10 @@ from django.core.management import CommandError, call_command
 from annotator import services
 from annotator.models import Assignment, Campaign, StreetBlock
 from lcz_model.classes import KEYS
+from tests.annotator.helpers import split
 from tests.conftest import grid_roads
 
 pytestmark = pytest.mark.django_db
-
-
-def split(**pm):
-    out = {k: 0 for k in KEYS}
-    out.update(pm)
-    return out
 
 
 SPLITS = [split(lcz_6=600, lcz_b=400), split(lcz_8=700, lcz_e=300), split(lcz_a=1000), split(lcz_2=500, lcz_e=500)]

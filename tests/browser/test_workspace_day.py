@@ -168,3 +168,15 @@ def test_letters_in_a_field_show_no_stale_total_and_stray_keys_get_a_hint(page, 
     page.keyboard.press("x")
     expect(page.locator("#ed-hint")).to_contain_text("not a key")
     expect(page.locator("#pct-lcz_6")).to_have_value("50")
+
+
+def test_a_revoked_assignment_is_told_not_retried_as_a_lost_login(page, live_server, team, campaign, imagery):
+    ann = team["ann"]
+    a = my_assignments(ann)[0]
+    login(page, live_server, "ann")
+    open_block(page, live_server, campaign, a)
+    services.remove_member(campaign, ann, "interpreter")     # meanwhile the coordinator takes her off
+    page.fill("#pct-lcz_6", "40")
+    expect(page.locator("#ed-errors")).to_contain_text("revoked", timeout=10_000)
+    expect(page.locator("#ed-save-state")).not_to_contain_text("Logged out")
+    assert not Annotation.objects.filter(assignment=a).exists()

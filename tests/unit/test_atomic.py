@@ -1,6 +1,10 @@
 """lcz_model.atomic: a target is never half-written, old content is replaced, temps are removed."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from lcz_model.atomic import atomic_dir, atomic_file, atomic_write_bytes, atomic_write_text
@@ -67,9 +71,25 @@ def test_dir_refuses_an_existing_target_unless_replace(tmp_path):
     assert _names(tmp_path / "pkg") == ["new.txt"] and _names(tmp_path) == ["pkg"]
 
 
+def _dead_pid() -> int:
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
 def test_dir_removes_partial_folders_of_killed_runs(tmp_path):
-    (tmp_path / ".pkg.999.partial").mkdir()
-    (tmp_path / ".pkgother.999.partial").mkdir()        # another target's: kept
+    dead = _dead_pid()
+    (tmp_path / f".pkg.{dead}.partial").mkdir()
+    (tmp_path / f".pkgother.{dead}.partial").mkdir()        # another target's: kept
     with atomic_dir(tmp_path / "pkg"):
         pass
-    assert _names(tmp_path) == [".pkgother.999.partial", "pkg"]
+    assert _names(tmp_path) == [f".pkgother.{dead}.partial", "pkg"]
+
+
+def test_dir_never_removes_a_live_writers_folder_and_calls_never_collide(tmp_path):
+    live = tmp_path / f".pkg.{os.getpid()}-0000beef.partial"  # another writer in this very process
+    live.mkdir()
+    with atomic_dir(tmp_path / "a", replace=True) as first, atomic_dir(tmp_path / "a", replace=True) as second:
+        assert first != second                               # two writers of one target, one process
+    with atomic_dir(tmp_path / "pkg"):
+        pass
+    assert live.is_dir()

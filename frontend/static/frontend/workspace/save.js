@@ -61,10 +61,11 @@
         } catch (err) {
           res = null;
         }
-        if (res === null || res.status >= 500 || res.status === 429 || res.status === 401 || res.status === 403) {
+        const sessionGone = !!res && (res.status === 401 || (res.status === 403 && await loginNeeded(res)));
+        if (res === null || res.status >= 500 || res.status === 429 || sessionGone) {
           // network down, server trouble, or logged out: keep the request, retry it unchanged
           offline = res === null ? "offline" : res.status >= 500 || res.status === 429 ? "server" : false;
-          loggedOut = !!res && (res.status === 401 || res.status === 403);
+          loggedOut = sessionGone;
           renderSaveState();
           await sleep(retryDelay);
           retryDelay = Math.min(retryDelay * 2, 30000);
@@ -156,6 +157,17 @@
     for (const node of [$("#save-state"), $("#ed-save-state")]) {
       node.textContent = s.text;
       node.dataset.state = s.cls;
+    }
+  }
+
+  /** A 403 that a new login would cure (session expired, CSRF token gone), not a refusal such as a
+   * revoked assignment: that one is answered like any other refused save, never retried. */
+  async function loginNeeded(res) {
+    try {
+      const body = await res.clone().json();
+      return /CSRF|credentials/i.test((body && body.detail) || "");
+    } catch (err) {
+      return true; // not the API's JSON (e.g. a proxy's login page): assume the session is gone
     }
   }
 
