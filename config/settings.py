@@ -215,6 +215,16 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL or None)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Queues by kind of work, so each kind gets the machines it needs (docs/deploy.md):
+#   predict  model inference (GPU workers:  celery -A config worker -Q predict)
+#   chips    chip cutting and map rendering (CPU workers: -Q chips)
+#   default  everything else (small bookkeeping tasks)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "annotator.tasks.predict_*": {"queue": "predict"},
+    "annotator.tasks.chips_*": {"queue": "chips"},
+}
+CELERY_TASK_REJECT_ON_WORKER_LOST = True  # a chunk whose worker died goes back to the queue
 
 # --- caches (login rate limits, tiles) --------------------------------------------------------
 # CACHE_URL=redis://host:6379/1 shares the cache between workers and machines; in production it

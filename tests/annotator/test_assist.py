@@ -150,7 +150,7 @@ def test_real_worker_killed_mid_job_then_rerun_completes_without_duplicates(
 
     def start_worker():
         return subprocess.Popen([sys.executable, "-m", "celery", "-A", "config", "worker", "--pool=solo",
-                                 "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
+                                 "-Q", "default,predict", "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "warning"],
                                 cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 start_new_session=True)
 
