@@ -26,8 +26,8 @@ from .classes import N_CLASSES
 from .package import BlockRecord, Package
 
 __all__ = [
-    "AugmentConfig", "BlockDataset", "MEAN", "STD", "prepare_chips", "normalise",
-    "rare_classes", "to_model_batch",
+    "AugmentConfig", "BlockDataset", "GlobalBatchSampler", "MEAN", "STD", "prepare_chips",
+    "normalise", "rare_classes", "to_model_batch",
 ]
 
 # DECISION: ImageNet statistics (timm's default for Swin), so that an ImageNet checkpoint (if one
@@ -331,6 +331,50 @@ class BlockDataset(Dataset):
         item["pure"], pl = self._pure_item(rng)
         item["pure_label"] = torch.tensor(pl, dtype=torch.long)
         return item
+
+
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """This rank's share of each global training batch (a DataLoader ``batch_sampler``).
+
+    Global batch s holds the dataset positions [s*B, (s+1)*B) of the epoch's plan, exactly the
+    batches one process draws with ``batch_size=B``; rank r of W takes the positions r, r+W,
+    r+2W, ... of each global batch, so its batches hold about B/W items and the W ranks
+    together see every position of the epoch exactly once (DistributedSampler would instead pad
+    with repeated items and deal out the positions without regard to the global batches).
+    Every rank gets the same number of batches, none empty: when the last global batch would
+    hold fewer items than there are ranks, its items join the batch before it. Order and
+    randomness come from the dataset's (seed, epoch) plan, so ``set_epoch`` only records the
+    epoch (call the dataset's ``set_epoch`` too).
+    """
+
+    def __init__(self, n_items: int, batch_size: int, world_size: int = 1, rank: int = 0):
+        if batch_size < world_size:
+            raise ValueError(f"the global batch ({batch_size}) must hold at least one block per "
+                             f"process ({world_size} processes)")
+        if n_items < world_size:
+            raise ValueError(f"{n_items} training items cannot feed {world_size} processes")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside 0..{world_size - 1}")
+        self.n, self.batch_size, self.world_size, self.rank = n_items, batch_size, world_size, rank
+        self.epoch = 0
+
+    @staticmethod
+    def global_batches(n_items: int, batch_size: int, world_size: int = 1) -> list[range]:
+        """The epoch's global batches as ranges of plan positions (the same on every rank)."""
+        out = [range(s, min(s + batch_size, n_items)) for s in range(0, n_items, batch_size)]
+        if len(out) > 1 and len(out[-1]) < world_size:
+            out[-2:] = [range(out[-2].start, n_items)]
+        return out
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.global_batches(self.n, self.batch_size, self.world_size))
+
+    def __iter__(self):
+        for g in self.global_batches(self.n, self.batch_size, self.world_size):
+            yield list(g[self.rank::self.world_size])
 
 
 def to_model_batch(batch: dict, device=None, max_pure: int | None = None) -> dict:

@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -215,6 +216,11 @@ class EndmemberBank(nn.Module):
         labels = labels.long().to(feats.device)
         sums = torch.zeros_like(self.prototypes).index_add_(0, labels, feats)
         counts = torch.bincount(labels, minlength=n).to(feats.dtype)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # DDP: each rank holds a shard of the batch; summing the shards' class sums and
+            # counts gives every rank the bank one process would have on the whole batch
+            dist.all_reduce(sums)
+            dist.all_reduce(counts)
         present = counts > 0
         mean = sums / counts.clamp(min=1).unsqueeze(1)
         m = self.momentum

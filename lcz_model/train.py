@@ -13,6 +13,19 @@ family on mixed and on all test blocks), then write, each atomically (lcz_model.
 ``--resume`` continues after an interruption from the last completed epoch: an interrupted
 then resumed run gives the same weights as an uninterrupted one (CPU).
 
+Several processes: under ``torchrun --nproc-per-node N [--nnodes M ...] -m lcz_model.train ...``
+(or ``manage.py train_msunet``) each process trains one replica wrapped in
+DistributedDataParallel (NCCL on GPUs, gloo on CPU; lcz_model.distributed), one GPU per process.
+``--batch-size`` stays the GLOBAL batch: each of the W processes takes 1/W of every global batch
+(lcz_model.data.GlobalBatchSampler), so a step sees the same blocks as one process would, and
+the W processes together see every item of the epoch's plan exactly once. GradNorm's task
+weights are computed from losses and shared-layer gradients averaged over the processes
+(lcz_model.gradnorm), and the endmember bank sums its class means over them (MSUNet), so every
+process keeps the same weights and, with dropout and drop-path off, a step matches one
+process on the same global batch up to float rounding. Evaluation splits the test blocks
+over the processes and gathers the predictions; only rank 0 writes the run files and prints,
+and every rank loads the checkpoint to resume. Without torchrun nothing of this is started.
+
 Every training option is declared once, as a :class:`TrainConfig` field (or an
 :class:`~lcz_model.data.AugmentConfig` field) whose metadata holds its help text;
 :func:`add_train_arguments` derives the command-line options from them, for this module's CLI
@@ -43,7 +56,8 @@ import torch
 
 from .atomic import atomic_write_bytes
 from .classes import KEYS
-from .data import AugmentConfig, BlockDataset, to_model_batch
+from . import distributed as distrib
+from .data import AugmentConfig, BlockDataset, GlobalBatchSampler, to_model_batch
 from .encoders import ENCODERS
 from .package import Package, package_checksum, read_package
 from .checkpoints import CARD_NAME, CHECKPOINT_NAME
@@ -278,16 +292,6 @@ def weights_hash(state_dict: dict) -> str:
 
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device; use "
-                           "--device cpu or auto")
-    return dev
-
-
 def _rng_state() -> dict:
     st = {"python": random.getstate(), "numpy": np.random.get_state(),
           "torch": torch.get_rng_state()}
@@ -299,9 +303,9 @@ def _rng_state() -> dict:
 def _set_rng_state(st: dict) -> None:
     random.setstate(st["python"])
     np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
+    torch.set_rng_state(st["torch"].cpu())       # a checkpoint loaded onto a GPU moved it there
     if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in st["cuda"]])
 
 
 def _seed_all(seed: int) -> None:
@@ -440,16 +444,17 @@ def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, ta
 # the steps of a training run
 
 
-def make_gradnorm(tasks, model, cfg: TrainConfig):
+def make_gradnorm(tasks, model, cfg: TrainConfig, distributed: bool = False):
     """GradNorm over ``tasks`` on the model's last shared layer, as ``cfg`` sets it up; None for
-    a single task or with ``cfg.gradnorm`` off."""
+    a single task or with ``cfg.gradnorm`` off. ``distributed``: the model is one of several DDP
+    replicas (losses and shared gradients are averaged over them; lcz_model.gradnorm)."""
     if len(tasks) < 2 or not cfg.gradnorm:
         return None
     from .gradnorm import GradNorm
 
     shared = model.shared_layer()
     params = list(shared.parameters()) if isinstance(shared, torch.nn.Module) else list(shared)
-    kw = {"alpha": cfg.gradnorm_alpha}
+    kw = {"alpha": cfg.gradnorm_alpha, "distributed": distributed}
     if cfg.gradnorm_lr is not None:
         kw["lr"] = cfg.gradnorm_lr
     if cfg.gradnorm_min_weight is not None:
@@ -470,9 +475,21 @@ class _Data:
     true_test: np.ndarray | None = None
 
 
+class _Losses(torch.nn.Module):
+    """``model.losses`` as a forward, so that DistributedDataParallel wraps (and hooks) the
+    forward pass that builds the losses."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict) -> dict:
+        return self.model.losses(batch)
+
+
 @dataclass
 class _State:
-    model: torch.nn.Module
+    model: torch.nn.Module             # the bare model (what is saved, evaluated, GradNorm'd)
     model_config: dict
     tasks: list[str]
     opt: torch.optim.Optimizer
@@ -481,6 +498,11 @@ class _State:
     history: list[dict] = field(default_factory=list)
     epoch: int = 0                 # the last completed epoch
     step: int = 0
+    dist: distrib.Dist = field(default_factory=distrib.Dist)
+    ddp: torch.nn.Module | None = None  # the DDP-wrapped _Losses when world_size > 1
+
+    def losses(self, mb: dict) -> dict:
+        return self.ddp(mb) if self.ddp is not None else self.model.losses(mb)
 
 
 def _check(cfg: TrainConfig) -> None:
@@ -505,10 +527,12 @@ def _read_data(cfg: TrainConfig) -> _Data:
     return _Data(pkg, info)
 
 
-def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data) -> dict:
-    """The checkpoint to resume, after checking it belongs to these settings and data."""
+def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data,
+                       device: torch.device | str = "cpu") -> dict:
+    """The checkpoint to resume (loaded onto ``device``: every rank loads it onto its own),
+    after checking it belongs to these settings and data."""
     run = ck_path.parent
-    ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+    ck = torch.load(ck_path, map_location=device, weights_only=False)
     old = TrainConfig.from_any(ck["train_config"])
     for k in ("variant", "encoder", "img_size", "batch_size", "seed", "epochs", "lr"):
         if getattr(old, k) != getattr(cfg, k):
@@ -531,8 +555,10 @@ def _datasets(cfg: TrainConfig, data: _Data) -> None:
     data.info["train_items_per_epoch"] = len(data.train)
 
 
-def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None) -> _State:
-    """Model, optimiser, schedule and GradNorm; restored from ``ck`` when resuming."""
+def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None,
+           dd: distrib.Dist | None = None) -> _State:
+    """Model, optimiser, schedule and GradNorm; restored from ``ck`` when resuming; wrapped in
+    DistributedDataParallel when ``dd`` has several processes."""
     from timm.scheduler import CosineLRScheduler
 
     from .msunet import build_model
@@ -544,13 +570,15 @@ def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                             weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(data.train) / cfg.batch_size)
+    dd = dd or distrib.Dist(device=device)
+    steps_per_epoch = len(GlobalBatchSampler.global_batches(len(data.train), cfg.batch_size,
+                                                            dd.world_size))
     total = cfg.epochs * steps_per_epoch
     warm = min(int(round(cfg.warmup_epochs * steps_per_epoch)), max(total - 1, 0))
     sched = CosineLRScheduler(opt, t_initial=total, lr_min=cfg.lr * cfg.min_lr_ratio,
                               warmup_t=warm, warmup_lr_init=cfg.lr * cfg.warmup_lr_ratio,
                               warmup_prefix=True, t_in_epochs=False)
-    st = _State(model, model.cfg.to_dict(), list(model.tasks), opt, sched)
+    st = _State(model, model.cfg.to_dict(), list(model.tasks), opt, sched, dist=dd)
     if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
@@ -558,10 +586,30 @@ def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None)
         st.tasks, st.history = ck["tasks"], ck["history"]
         st.epoch, st.step = ck["epoch"], ck["step"]
         _set_rng_state(ck["rng"])
-    st.gn = make_gradnorm(st.tasks, model, cfg)
+    st.gn = make_gradnorm(st.tasks, model, cfg, distributed=dd.enabled)
     if st.gn is not None and ck is not None and ck.get("gradnorm") is not None:
         st.gn.load_state_dict(ck["gradnorm"])
+    if dd.enabled:
+        # Every parameter takes part in every step, except the PSG head when the training
+        # split has no pure block (no pure image in any step): only then does DDP need
+        # find_unused_parameters (an extra graph traversal per step). GradNorm's per-task
+        # torch.autograd.grad calls (explicit inputs) do not fire DDP's hooks, so the one
+        # backward DDP reduces is that of sum_i w_i L_i; no no_sync or static graph is needed.
+        # DDP broadcasts rank 0's weights and buffers here.
+        unused = model.cfg.has_psg and not data.train.pure_blocks
+        st.ddp = torch.nn.parallel.DistributedDataParallel(
+            _Losses(model), device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=unused)
     return st
+
+
+def _seed_rank_epoch(cfg: TrainConfig, st: _State, epoch: int) -> None:
+    """Several processes: torch's RNG (dropout, drop-path) seeded from (seed, epoch, rank) at
+    each epoch, so ranks draw different masks and a resumed epoch draws the same ones whatever
+    was saved. (Data draws come from the dataset's (seed, epoch, item) plan anyway.)"""
+    if st.dist.enabled:
+        torch.manual_seed(int(np.random.SeedSequence([cfg.seed, epoch, st.dist.rank])
+                              .generate_state(1)[0]))
 
 
 def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device, epoch: int,
@@ -571,25 +619,34 @@ def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device
     from tqdm import tqdm
 
     t0 = time.monotonic()
-    st.model.train()
+    dd = st.dist
+    (st.ddp or st.model).train()
     data.train.set_epoch(epoch)
-    # order and augmentation come from the dataset's (seed, epoch) plan: no shuffling here
-    dl = torch.utils.data.DataLoader(data.train, batch_size=cfg.batch_size, shuffle=False,
+    _seed_rank_epoch(cfg, st, epoch)
+    # order and augmentation come from the dataset's (seed, epoch) plan: no shuffling here;
+    # each rank takes its 1/W of every global batch of cfg.batch_size items
+    sampler = GlobalBatchSampler(len(data.train), cfg.batch_size, dd.world_size, dd.rank)
+    sampler.set_epoch(epoch)
+    dl = torch.utils.data.DataLoader(data.train, batch_sampler=sampler,
                                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda")
-    max_pure = max(1, math.ceil(cfg.pure_fraction * cfg.batch_size))
+    # PSG pure images per rank: this rank's share of the global step's (all ranks must keep
+    # some or all keep none: the endmember bank's update is a collective)
+    max_pure = max(1, math.ceil(cfg.pure_fraction * cfg.batch_size / dd.world_size))
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else contextlib.nullcontext())
     sums = dict.fromkeys(st.tasks, 0.0)
     total_loss, nb, partial = 0.0, 0, False
-    bar = tqdm(dl, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch", disable=not cfg.progress,
-               mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(dl, desc=f"epoch {epoch}/{cfg.epochs}", unit="batch",
+               disable=not (cfg.progress and dd.main), mininterval=2.0, dynamic_ncols=True,
+               file=sys.stderr)
     for batch in bar:
-        if deadline is not None and time.monotonic() > deadline:
+        # ranks stop together: any rank past the deadline stops them all
+        if deadline is not None and distrib.all_reduce_max(time.monotonic() > deadline):
             partial = True
             break
         mb = to_model_batch(batch, device, max_pure=max_pure)
         with autocast:
-            losses = st.model.losses(mb)
+            losses = st.losses(mb)
         losses = {t: losses[t].float() for t in st.tasks}
         st.opt.zero_grad(set_to_none=True)
         if st.gn is not None:
@@ -609,6 +666,9 @@ def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device
     bar.close()
     if nb == 0:
         return None
+    # the epoch's losses over the whole global batches (ranks' shard means averaged)
+    total_loss, *task_sums = distrib.all_reduce_mean([total_loss] + [sums[t] for t in st.tasks])
+    sums = dict(zip(st.tasks, task_sums))
     return {"epoch": epoch, "steps": nb, "lr": float(st.opt.param_groups[0]["lr"]),
             "seconds": time.monotonic() - t0, "partial": partial,
             "train_loss": total_loss / nb, "losses": {t: sums[t] / nb for t in st.tasks},
@@ -616,8 +676,19 @@ def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device
 
 
 def _evaluate(cfg: TrainConfig, st: _State, data: _Data, device: torch.device) -> dict:
-    """Every metric on the test split (mixed and all blocks)."""
-    preds = predict_dataset(st.model, data.test, cfg.eval_batch_size, device)
+    """Every metric on the test split (mixed and all blocks). Several processes: rank r
+    predicts test blocks r, r+W, ...; the predictions are gathered and every rank computes the
+    same metrics from all of them."""
+    dd = st.dist
+    if not dd.enabled:
+        preds = predict_dataset(st.model, data.test, cfg.eval_batch_size, device)
+        return _metrics(data.true_test, preds, full=True)
+    mine = list(range(dd.rank, len(data.test), dd.world_size))
+    part = (predict_dataset(st.model, torch.utils.data.Subset(data.test, mine),
+                            cfg.eval_batch_size, device) if mine else np.zeros((0, len(KEYS))))
+    preds = np.zeros((len(data.test), len(KEYS)))
+    for idx, p in distrib.all_gather_objects((mine, part)):
+        preds[idx] = p
     return _metrics(data.true_test, preds, full=True)
 
 
@@ -640,6 +711,7 @@ def _write_run_files(cfg: TrainConfig, st: _State, data: _Data, run: Path, finis
     atomic_write_bytes(run / CHECKPOINT_NAME, buf.getvalue(), fsync=True)
     card = _card(cfg, st.model, st.model_config, st.history, data.info, st.tasks, version, whash,
                  finished, test_full)
+    card["world_size"] = st.dist.world_size     # processes that trained it (torchrun)
     atomic_write_bytes(run / CARD_NAME, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode(),
                        fsync=True)
     _write_log_csv(run / "log.csv", st.history, st.tasks)
@@ -655,32 +727,47 @@ def train(args_or_config, *, callbacks: list[Callable] | None = None) -> Path:
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
+    dd = None
     try:
-        return _train(cfg, callbacks)
+        _check(cfg)
+        # under torchrun: join the process group (the device is this rank's GPU); else nothing
+        dd = distrib.setup(cfg.device)
+        return _train(cfg, callbacks, dd)
     finally:
+        if dd is not None:
+            distrib.cleanup(dd)
         torch.set_num_threads(threads)
 
 
-def _train(cfg: TrainConfig, callbacks) -> Path:
-    _check(cfg)
+def _train(cfg: TrainConfig, callbacks, dd: distrib.Dist) -> Path:
     run = Path(cfg.out)
     ck_path = run / CHECKPOINT_NAME
+    # every rank checks before the first collective (DDP's set-up), so before rank 0 writes
     if ck_path.exists() and not cfg.resume:
         raise FileExistsError(f"{run} already holds a checkpoint; pass --resume to continue it "
                               f"or choose another --out")
     run.mkdir(parents=True, exist_ok=True)
-    device = _resolve_device(cfg.device)
+    device = dd.device
+    if cfg.batch_size < dd.world_size:
+        raise ValueError(f"--batch-size {cfg.batch_size} (the global batch) is smaller than the "
+                         f"{dd.world_size} processes")
     deadline = (time.monotonic() + cfg.max_minutes * 60) if cfg.max_minutes else None
+    say = (lambda msg: print(msg, file=sys.stderr)) if dd.main else (lambda msg: None)
 
     data = _read_data(cfg)
-    ck = _resume_checkpoint(cfg, ck_path, data) if cfg.resume and ck_path.exists() else None
+    ck = (_resume_checkpoint(cfg, ck_path, data, device) if cfg.resume and ck_path.exists()
+          else None)
     _seed_all(cfg.seed)
     _datasets(cfg, data)
-    st = _build(cfg, data, device, ck)
+    st = _build(cfg, data, device, ck, dd)
+    if dd.enabled:
+        say(f"{dd.world_size} processes ({'nccl' if device.type == 'cuda' else 'gloo'}), "
+            f"{len(data.train)} training items per epoch, global batch {cfg.batch_size} "
+            f"(~{cfg.batch_size / dd.world_size:g} per process)")
     if ck is not None:
-        print(f"resuming {run} at epoch {st.epoch + 1}/{cfg.epochs}", file=sys.stderr)
+        say(f"resuming {run} at epoch {st.epoch + 1}/{cfg.epochs}")
         if st.epoch >= cfg.epochs:
-            print(f"{run}: all {cfg.epochs} epochs already done", file=sys.stderr)
+            say(f"{run}: all {cfg.epochs} epochs already done")
             return run
 
     for epoch in range(st.epoch + 1, cfg.epochs + 1):
@@ -694,12 +781,14 @@ def _train(cfg: TrainConfig, callbacks) -> Path:
                        for sub, m in test_full.items()}
         st.history.append(rec)
         st.epoch = epoch
-        _write_run_files(cfg, st, data, run, finished, test_full)
+        if dd.main:                    # one writer; the others wait until the files are there
+            _write_run_files(cfg, st, data, run, finished, test_full)
+        distrib.barrier()
         mx, al = rec["test"].get("mixed", {}), rec["test"].get("all", {})
-        print(f"epoch {epoch}: loss {rec['train_loss']:.4f} | test mixed MAE "
-              f"{_f(mx.get('mae'))} WD {_f(mx.get('wd'))} | all MAE {_f(al.get('mae'))} WD "
-              f"{_f(al.get('wd'))} | OA {_f(al.get('oa'))} | {rec['seconds']:.0f}s"
-              + (" (stopped: --max-minutes reached)" if rec["partial"] else ""), file=sys.stderr)
+        say(f"epoch {epoch}: loss {rec['train_loss']:.4f} | test mixed MAE "
+            f"{_f(mx.get('mae'))} WD {_f(mx.get('wd'))} | all MAE {_f(al.get('mae'))} WD "
+            f"{_f(al.get('wd'))} | OA {_f(al.get('oa'))} | {rec['seconds']:.0f}s"
+            + (" (stopped: --max-minutes reached)" if rec["partial"] else ""))
         for cb in callbacks or ():
             cb(epoch, rec)
         if rec["partial"]:
@@ -756,7 +845,9 @@ def main(argv=None) -> int:
         print(f"interrupted; the last completed epoch is saved in {a.out}; continue with "
               f"--resume", file=sys.stderr)
         return 130
-    print(run)
+    env = distrib.torchrun_env()
+    if env is None or env[0] == 0:     # under torchrun, rank 0 reports
+        print(run)
     return 0
 
 
