@@ -14,6 +14,12 @@ Input representation (every function takes the same two arrays)
             rows' contents are ignored.
 ``submitted_at`` optional ``datetime64`` array ``(n_blocks, n_raters)`` (UTC, NaT where missing),
             used only by :func:`drift`.
+``skipped`` optional array ``(n_blocks, n_raters)`` of can't-label verdicts (only
+            :func:`campaign_agreement` and the nominal functions take it): the skip reason as a
+            string ("" = not skipped) or a bool. A skipped rating is NOT present (it has no split):
+            TV, consensus, interval alpha, bias and drift ignore it, while the dominant-class
+            statistics (Fleiss' kappa, Krippendorff's alpha nominal) count a skip as an 18th
+            category, ``SKIP`` (so skips are "counted in agreement").
 
 :func:`to_arrays` builds the three arrays from a long table (one row per submitted split).
 
@@ -29,6 +35,9 @@ Decisions (documented here once; the functions refer to them)
   disputed. Campaign-level rates are taken over blocks with at least two ratings.
 * Krippendorff's alpha treats each block as a unit and each interpreter as a coder; units with
   fewer than two values are unpairable and dropped (the package does the same).
+* Skips (can't-label verdicts): a block whose verdicts hold no labelled majority (labelled * 2 <=
+  labelled + skipped, with at least one skip; with 3 interpreters: 0 or 1 labelled) is disputed,
+  as annotator.curation decides; otherwise the usual rule on the labelled splits.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ from lcz_model.package_writer import fractions_to_permille
 TOTAL = 1000
 DEFAULT_TV_THRESHOLD = 0.25
 DEFAULT_DRIFT_BINS = 10
+SKIP = N_CLASSES          # the nominal category of a can't-label verdict in the dominant-class statistics
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,15 +106,17 @@ class AgreementArrays:
     submitted_at: np.ndarray    # (B, R) datetime64[ns] (UTC), NaT where missing
     block_ids: np.ndarray       # (B,)
     rater_ids: np.ndarray       # (R,)
+    skipped: np.ndarray | None = None   # (B, R) skip reasons ("" = none) when to_arrays got `skip`
 
 
 def to_arrays(df, *, block: str = "block_id", rater: str = "interpreter_id",
               keys=KEYS, time: str | None = "submitted_at", block_ids=None,
-              rater_ids=None) -> AgreementArrays:
+              rater_ids=None, skip: str | None = None) -> AgreementArrays:
     """Long table (one row per submitted split: block, rater, the 17 per-mille columns, time)
     -> the dense arrays. ``block_ids`` / ``rater_ids`` fix the axes' order (e.g. every block of
     the campaign, every assigned interpreter); by default the sorted distinct ids in ``df``.
-    A (block, rater) pair given twice keeps the last row."""
+    A (block, rater) pair given twice keeps the last row. ``skip``: the column of skip reasons
+    ("" = labelled); skipped rows are then not present and ``skipped`` holds their reasons."""
     import pandas as pd  # lazily: the statistics themselves need only numpy
 
     keys = list(keys)
@@ -119,11 +131,19 @@ def to_arrays(df, *, block: str = "block_id", rater: str = "interpreter_id",
     splits[bi, ri] = df.loc[keep, keys].to_numpy(dtype=np.int64)
     present = np.zeros((B, R), dtype=bool)
     present[bi, ri] = True
+    skipped = None
+    if skip is not None:
+        reasons = df.loc[keep, skip].fillna("").astype(str).to_numpy()
+        skipped = np.full((B, R), "", dtype=object)
+        skipped[bi, ri] = reasons
+        is_skip = reasons != ""
+        present[bi[is_skip], ri[is_skip]] = False        # a skip has no split
+        splits[bi[is_skip], ri[is_skip]] = -1
     sub = np.full((B, R), np.datetime64("NaT"), dtype="datetime64[ns]")
     if time is not None and time in df.columns:
         t = pd.to_datetime(df.loc[keep, time], utc=True).dt.tz_convert(None)
         sub[bi, ri] = t.to_numpy(dtype="datetime64[ns]")
-    return AgreementArrays(splits, present, sub, b_ids, r_ids)
+    return AgreementArrays(splits, present, sub, b_ids, r_ids, skipped)
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,8 +155,22 @@ def n_ratings(splits, present=None) -> np.ndarray:
     return _prepare(splits, present, validate=False)[2]
 
 
+def _own_ratings_first(pres, values):
+    """Many interpreters, few per block (a city: 3 of 30): each block's own ratings moved to the
+    front (in rater order) and the rest cut, so pairwise work grows with the ratings per block, not
+    the interpreters. Pairs keep their order, so sums are bit-identical. -> (values, pres)."""
+    B, R = pres.shape
+    most = int(pres.sum(axis=1).max()) if B else 0
+    if R <= most + 1:
+        return values, pres
+    order = np.argsort(~pres, axis=1, kind="stable")[:, :most]
+    idx = order.reshape(order.shape + (1,) * (values.ndim - 2))
+    return np.take_along_axis(values, idx, axis=1), np.take_along_axis(pres, order, axis=1)
+
+
 def _pairwise_l1(X, pres):
     """-> (sum over present rater pairs of sum_i |a_i - b_i| in per-mille, number of pairs)."""
+    X, pres = _own_ratings_first(pres, X)
     B, R, _ = X.shape
     l1 = np.zeros(B, dtype=np.int64)
     npairs = np.zeros(B, dtype=np.int64)
@@ -208,6 +242,7 @@ def disputed(splits, present=None, tv_threshold: float = DEFAULT_TV_THRESHOLD) -
 
 
 def _weighted_dominant(dom, pres, W):
+    dom, pres = _own_ratings_first(pres, dom)
     B, R = dom.shape
     tot = np.zeros(B)
     npairs = np.zeros(B, dtype=np.int64)
@@ -263,7 +298,7 @@ def krippendorff_alpha_interval_per_class(splits, present=None) -> np.ndarray:
     return _alpha_interval(X, m)
 
 
-def _alpha_nominal(dom, pres):
+def _alpha_nominal(dom, pres, n_cat: int = N_CLASSES):
     m = pres.sum(axis=1)
     pair = m >= 2
     if not pair.any():
@@ -272,7 +307,7 @@ def _alpha_nominal(dom, pres):
     p = pres[pair]
     mu = m[pair].astype(np.int64)
     U = d.shape[0]
-    counts = np.zeros((U, N_CLASSES), dtype=np.int64)    # n_uc
+    counts = np.zeros((U, n_cat), dtype=np.int64)        # n_uc
     rows = np.broadcast_to(np.arange(U)[:, None], d.shape)
     np.add.at(counts, (rows[p], d[p]), 1)
     n = int(mu.sum())
@@ -286,15 +321,36 @@ def _alpha_nominal(dom, pres):
     return float(1.0 - (n - 1) * within / pooled)
 
 
-def krippendorff_alpha_nominal_dominant(splits, present=None) -> float:
+def _skip_mask(skipped, pres):
+    """-> (B, R) bool of skipped ratings (never a present one), or None without skips."""
+    if skipped is None:
+        return None
+    sk = np.asarray(skipped)
+    if sk.shape != pres.shape:
+        raise ValueError(f"skipped must have shape {pres.shape}; got {sk.shape}")
+    mask = sk if sk.dtype == bool else np.frompyfunc(bool, 1, 1)(sk).astype(bool)   # "" / None: not skipped
+    if (mask & pres).any():
+        raise ValueError("a skipped rating cannot also be present (a skip has no split)")
+    return mask
+
+
+def _nominal(dom, pres, skip):
+    """Dominant classes with skips as the category SKIP: -> (dom, present, n_cat)."""
+    if skip is None:
+        return dom, pres, N_CLASSES
+    return np.where(skip, SKIP, dom), pres | skip, N_CLASSES + 1
+
+
+def krippendorff_alpha_nominal_dominant(splits, present=None, skipped=None) -> float:
     """Krippendorff's alpha, nominal metric, on the dominant class (units = blocks, coders =
     raters; units with fewer than 2 ratings dropped), in closed form from the per-unit category
-    counts n_uc. NaN when every value is the same class (D_e == 0) or no unit is pairable."""
+    counts n_uc. NaN when every value is the same class (D_e == 0) or no unit is pairable.
+    ``skipped``: can't-label verdicts, counted as their own category."""
     X, pres, _ = _prepare(splits, present)
-    return _alpha_nominal(X.argmax(axis=2), pres)
+    return _alpha_nominal(*_nominal(X.argmax(axis=2), pres, _skip_mask(skipped, pres)))
 
 
-def _fleiss(dom, pres, n_ratings_per_block=None):
+def _fleiss(dom, pres, n_ratings_per_block=None, n_cat: int = N_CLASSES):
     from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
     m = pres.sum(axis=1)
     R = dom.shape[1]
@@ -308,7 +364,7 @@ def _fleiss(dom, pres, n_ratings_per_block=None):
     p = pres[use]
     order = np.argsort(~p, axis=1, kind="stable")[:, :k]
     data = np.take_along_axis(d, order, axis=1)
-    table, _ = aggregate_raters(data, n_cat=N_CLASSES)
+    table, _ = aggregate_raters(data, n_cat=n_cat)
     p_cat = table.sum(axis=0) / table.sum()
     if np.isclose((p_cat * p_cat).sum(), 1.0):
         return math.nan, info                           # one class only: chance agreement = 1
@@ -316,15 +372,17 @@ def _fleiss(dom, pres, n_ratings_per_block=None):
 
 
 def fleiss_kappa_dominant(splits, present=None, n_ratings_per_block: int | None = None,
-                          return_info: bool = False):
+                          return_info: bool = False, skipped=None):
     """Fleiss' kappa (statsmodels ``fleiss_kappa`` on ``aggregate_raters(..., n_cat=17)``) on the
     dominant class. Fleiss' kappa needs the same number of ratings per block, so it uses only the
     blocks with exactly ``n_ratings_per_block`` ratings, by default ``n_raters`` (= every rater
     present: the complete blocks when every interpreter rates every block). With a larger pool
     of interpreters and k per block, pass k. NaN when no block qualifies or a single class is
-    used throughout. ``return_info=True`` -> (kappa, {"n_blocks", "ratings_per_block"})."""
+    used throughout. ``return_info=True`` -> (kappa, {"n_blocks", "ratings_per_block"}).
+    ``skipped``: can't-label verdicts, counted as ratings of their own category."""
     X, pres, _ = _prepare(splits, present)
-    kappa, info = _fleiss(X.argmax(axis=2), pres, n_ratings_per_block)
+    dom, npres, n_cat = _nominal(X.argmax(axis=2), pres, _skip_mask(skipped, pres))
+    kappa, info = _fleiss(dom, npres, n_ratings_per_block, n_cat)
     return (kappa, info) if return_info else kappa
 
 
@@ -510,15 +568,21 @@ def campaign_agreement(splits, present=None, submitted_at=None,
                        tv_threshold: float = DEFAULT_TV_THRESHOLD, rater_names=None, *,
                        n_bins: int = DEFAULT_DRIFT_BINS, hist_bins=10,
                        fleiss_ratings_per_block: int | None = None,
-                       include_blocks: bool = False) -> dict:
+                       include_blocks: bool = False, skipped=None) -> dict:
     """All the agreement figures in one JSON-serialisable dict (floats, ints, lists, str; NaN ->
     None): the shape shared by the dashboard, ``manage.py agreement_report --json`` and the
     exported ``agreement.json``. Rates over blocks are over blocks with at least 2 ratings.
 
     ``include_blocks=True`` adds ``blocks``: per-block lists (``n_ratings``, ``tv``,
     ``dominant_agreement``, ``disputed``, ``weighted_dominant_agreement``, ``consensus_dominant``)
-    in the input's block order, for the map layer."""
+    in the input's block order, for the map layer.
+
+    ``skipped`` (B, R): can't-label verdicts (reasons, or bool); adds ``skips`` (count, by reason,
+    blocks, disputed by skips) and per interpreter ``n_skips`` / ``skips_by_reason``, counts a skip
+    as its own category in Fleiss' kappa and alpha nominal, and disputes blocks without a labelled
+    majority; TV, consensus, interval alpha, bias and drift use the labelled splits only."""
     X, pres, m = _prepare(splits, present)
+    skip = _skip_mask(skipped, pres)
     B, R, _ = X.shape
     names = [str(n) for n in (rater_names if rater_names is not None else range(R))]
     if len(names) != R:
@@ -530,12 +594,17 @@ def campaign_agreement(splits, present=None, submitted_at=None,
     tv = _tv_from_l1(l1, npairs)
     agree = _dominant_agreement(dom, pres)
     disp = multi & ((tv > tv_threshold) | ~agree)
+    if skip is not None:
+        n_skip = skip.sum(axis=1)
+        by_skip = (n_skip > 0) & (2 * m <= m + n_skip)       # no labelled majority (annotator.curation)
+        disp = disp | by_skip
     wda = _weighted_dominant(dom, pres, similarity_matrix())
     cons = _consensus(X, pres, m)
     cons_dom = np.where(m > 0, cons.argmax(axis=1), -1)
     alpha_i = _alpha_interval(X, m)
-    alpha_n = _alpha_nominal(dom, pres)
-    kappa, kinfo = _fleiss(dom, pres, fleiss_ratings_per_block)
+    nom_dom, nom_pres, n_cat = _nominal(dom, pres, skip)
+    alpha_n = _alpha_nominal(nom_dom, nom_pres, n_cat)
+    kappa, kinfo = _fleiss(nom_dom, nom_pres, fleiss_ratings_per_block, n_cat)
 
     dv = _loo_diff(X, pres, m)
     bias = _bias(X, pres, m, dv)
@@ -544,9 +613,18 @@ def campaign_agreement(splits, present=None, submitted_at=None,
     cs = confusion_summary(C)
 
     n_multi = int(multi.sum())
+    reasons = None
+    if skip is not None:
+        sk = np.asarray(skipped)
+        reasons = np.where(skip, sk if sk.dtype != bool else "skipped", "").astype(object)
 
     def rate(mask):
         return _f(mask[multi].mean()) if n_multi else None
+
+    def by_reason(r):
+        values = reasons[skip] if r is None else reasons[:, r][skip[:, r]]
+        names, counts = np.unique(values.astype(str), return_counts=True)
+        return {str(k): int(c) for k, c in zip(names, counts)}
 
     interpreters = []
     for r in range(R):
@@ -567,6 +645,8 @@ def campaign_agreement(splits, present=None, submitted_at=None,
                 for i in range(len(d["n"]))
             ],
         })
+        if skip is not None:
+            interpreters[-1].update(n_skips=int(skip[:, r].sum()), skips_by_reason=by_reason(r))
 
     pairs = []
     for a, b in _pairs(R):
@@ -608,6 +688,12 @@ def campaign_agreement(splits, present=None, submitted_at=None,
             "pairs": pairs,
         },
     }
+    if skip is not None:
+        out["skips"] = {"count": int(skip.sum()), "by_reason": by_reason(None),
+                        "blocks": int(skip.any(axis=1).sum()), "disputed_by_skips": int(by_skip.sum()),
+                        "note": "can't-label verdicts: left out of TV, consensus, interval alpha, bias and "
+                                "drift; their own category in Fleiss' kappa and alpha nominal"}
+        out["disputed"]["by_skips"] = int(by_skip.sum())
     if include_blocks:
         out["blocks"] = {
             "n_ratings": m.tolist(),

@@ -37,6 +37,9 @@ class Campaign(models.Model):
         default=False,
         help_text="Active learning may queue blocks whose blind round is still open, but only to interpreters "
                   "who hold no blind assignment of them. Off: only blocks whose blind round is complete.")
+    guidelines = models.TextField(
+        blank=True, help_text="The campaign's own labelling guidelines (Markdown), shown in the workspace's "
+                              "guidelines panel beside the class descriptions.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -122,6 +125,11 @@ class StreetBlock(models.Model):
     final_permille = models.JSONField(null=True, blank=True, help_text="The label: consensus or adjudicated.")
     agreement_tv = models.FloatField(null=True, blank=True, help_text="Mean pairwise total-variation distance.")
     dominant_agrees = models.BooleanField(null=True, blank=True)
+    verdicts = models.BinaryField(
+        null=True, blank=True, editable=False,
+        help_text="The submitted verdicts the consensus came from, as compact records (annotator.verdict_records); "
+                  "campaign-wide agreement reads these instead of every split.")
+    verdicts_round = models.PositiveSmallIntegerField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -184,8 +192,20 @@ class Annotation(models.Model):
         CLOUD_SHADOW = "cloud_shadow", "Cloud or shadow"
         OUTLINE_WRONG = "outline_wrong", "Block outline wrong"
 
+    class SkipReason(models.TextChoices):
+        NONE = "", "Not skipped"
+        BAD_IMAGERY = "bad_imagery", "Bad imagery"
+        CLOUD_SHADOW = "cloud_shadow", "Cloud or shadow"
+        UNCLEAR_BOUNDARY = "unclear_boundary", "Unclear block boundary"
+        OTHER = "other", "Other (say why in the comment)"
+
     assignment = models.OneToOneField(Assignment, on_delete=models.CASCADE, related_name="annotation")
-    permille = models.JSONField(help_text="17 integers 0..1000 in lcz_model.classes order; 1000 in all once submitted.")
+    permille = models.JSONField(help_text="17 integers 0..1000 in lcz_model.classes order; 1000 in all once submitted "
+                                          "(all 0 in a submitted can't-label verdict).")
+    skip_reason = models.CharField(
+        max_length=20, choices=SkipReason.choices, default=SkipReason.NONE, blank=True,
+        help_text="Set: a submitted can't-label verdict without a split (counted in progress and agreement, "
+                  "left out of consensus).")
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
     flags = models.JSONField(default=list, blank=True)
     comment = models.TextField(blank=True)

@@ -33,6 +33,8 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
+from lcz_model.classes import N_CLASSES
+
 from . import selectors
 from .idempotency import applied_before, request_digest
 from .ingest.errors import IngestError
@@ -146,10 +148,12 @@ def import_imagery_files(campaign: Campaign, paths, *, licence: str = "", attrib
         checked.append((info, sha256_of(info.path), im.choose_bands(info, requested)))
     existing = {s.source_sha256: s for s in ImageryScene.objects.filter(
         campaign=campaign, source_sha256__in=[digest for _, digest, _ in checked])}
+    from . import media as store
+
     media = Path(settings.MEDIA_ROOT)
     first = selectors.scenes_of(campaign).first()
     try:
-        grid = im.Grid.of(media / first.cog_path) if first is not None else None
+        grid = im.Grid.of(store.gdal_path(first.cog_path)) if first is not None else None
     except OSError as exc:
         raise IngestError(f"the campaign's first scene ({media / first.cog_path}) cannot be read ({exc}): it sets "
                           "the campaign's CRS and grid; restore MEDIA_ROOT.") from None
@@ -167,14 +171,19 @@ def import_imagery_files(campaign: Campaign, paths, *, licence: str = "", attrib
     stretches = {key: im.compute_stretch(infos, key[1], spec) for key, infos in pooled.items()}
     folder = Path("imagery") / f"campaign-{campaign.pk}"
     written: list[Path] = []
+    uploaded: list[str] = []  # object storage: COGs are written to a local stage, then uploaded
+    stage_cm = store.staging()
+    stage = stage_cm.__enter__()  # MEDIA_ROOT itself when media is local
     try:
         for digest, plan in progress(list(plans.items()), "writing COGs"):
             stretch_used = stretches.get((plan.info.dtype, plan.bands.band_map)) if plan.stretched else None
             rel, source_rel = folder / f"{digest[:16]}.tif", folder / f"{digest[:16]}.source.tif"
-            written.append(im.write_display_cog(plan, media / rel, stretch_used))
+            written.append(im.write_display_cog(plan, stage / rel, stretch_used))
+            uploaded += store.publish(stage, [rel])
             if plan.keeps_source:
-                written.append(write_cog(plan.info.path, media / source_rel, indexes=plan.info.data_bands,
+                written.append(write_cog(plan.info.path, stage / source_rel, indexes=plan.info.data_bands,
                                          values=True))
+                uploaded += store.publish(stage, [source_rel])
             new.append((digest, plan, stretch_used, str(rel), str(source_rel) if plan.keeps_source else ""))
         with transaction.atomic():
             Campaign.objects.select_for_update().get(pk=campaign.pk)  # one import of a campaign at a time
@@ -200,18 +209,24 @@ def import_imagery_files(campaign: Campaign, paths, *, licence: str = "", attrib
                 source_cog_path=source_rel,
             ) for digest, plan, stretch_used, rel, source_rel in new}
             mosaic = campaign.mosaic_path
-            if created or not mosaic or not (media / mosaic).is_file():
+            if created or not mosaic or not store.exists(mosaic):
                 mosaic = rebuild_mosaic(campaign)
             link_blocks_to_scenes(campaign)
     except BaseException:
         for p in written:  # nothing changed: no orphan COG or empty folder either
-            im.remove_cog(p, keep=media)
+            im.remove_cog(p, keep=stage)
+        try:
+            store.delete(uploaded)  # object storage: the COGs this import uploaded
+        except Exception:  # the import's own error is the one to report
+            logging.getLogger(__name__).exception("removing the uploaded COGs of campaign %s failed", campaign.pk)
         if written:
             try:
                 rebuild_mosaic(campaign)  # the mosaic of the scenes still recorded
             except Exception:  # the import's own error is the one to report
                 logging.getLogger(__name__).exception("restoring the mosaic of campaign %s failed", campaign.pk)
         raise
+    finally:
+        stage_cm.__exit__(None, None, None)
     out, reported = [], set()
     for info, digest, choice in checked:
         if digest in created and digest not in reported:
@@ -246,8 +261,22 @@ def rebuild_mosaic(campaign: Campaign) -> str:
     MEDIA_ROOT ("" without imagery)."""
     from .ingest import imagery as im
 
+    from . import media as store
+
     media = Path(settings.MEDIA_ROOT)
     rel = Path("imagery") / f"campaign-{campaign.pk}" / "mosaic.vrt"
+    if store.is_remote():  # object storage: the VRT is written locally, names its COGs relative to itself
+        keys = [s.cog_path for s in selectors.scenes_of(campaign)]
+        with store.staging() as stage:
+            if keys:
+                im.write_mosaic([store.gdal_path(k) for k in keys], stage / rel,
+                                names=[os.path.relpath(k, rel.parent) for k in keys])
+                store.put_file(stage / rel, rel)
+            else:
+                store.delete([rel])
+        campaign.mosaic_path = str(rel) if keys else ""
+        Campaign.objects.filter(pk=campaign.pk).update(mosaic_path=campaign.mosaic_path)
+        return campaign.mosaic_path
     cogs = [media / s.cog_path for s in selectors.scenes_of(campaign)]
     if cogs:
         im.write_mosaic(cogs, media / rel)
@@ -562,24 +591,28 @@ def _annotation_state(a: Annotation | None) -> dict | None:
     if a is None:
         return None
     return {"permille": a.permille, "confidence": a.confidence, "flags": a.flags, "comment": a.comment,
-            "version": a.version, "submitted": a.submitted_at is not None}
+            "version": a.version, "submitted": a.submitted_at is not None, "skip_reason": a.skip_reason}
 
 
 def save_annotation(assignment: Assignment, actor: User, *, request_id, version: int | None,
-                    split: dict, confidence: int | None = None, flags: list[str] | None = None,
-                    comment: str = "", submit: bool = False) -> SaveResult:
+                    split: dict | None, confidence: int | None = None, flags: list[str] | None = None,
+                    comment: str = "", submit: bool = False, skip_reason: str = "") -> SaveResult:
     """Save an interpreter's draft or submission of their own assignment.
 
     - idempotent: a request id already applied by this actor with the same body and assignment
       replays the stored result; the same id with anything else is refused (RequestIdReused);
     - optimistic: `version` must equal the stored version (None/0 for the first save), else StaleVersion;
     - validated: SplitError / ValueError name the bad fields; a submission must sum to 1000;
+    - a can't-label verdict: `skip_reason` (Annotation.SkipReason) with no split (None or all zeros) is
+      saved as permille all 0; submitted, it counts as done; "other" needs a comment to be submitted;
+      a later save with a split (block still open) un-skips it like any edit;
     - revocable: a revoked assignment, or an interpreter no longer on the campaign, is refused (Revoked);
     - audited: an AuditEvent keeps before and after.
     """
     if assignment.interpreter_id != actor.pk:
         raise PermissionError("only the assigned interpreter can save this split")
-    permille = parse_split(split, require_total=submit)
+    comment = comment or ""
+    permille = _verdict_permille(split, skip_reason, comment, submit)
     flags = list(flags or [])
     bad_flags = sorted({str(f) for f in flags} - set(Annotation.Flag.values))
     if bad_flags:
@@ -589,19 +622,40 @@ def save_annotation(assignment: Assignment, actor: User, *, request_id, version:
         raise SplitError({"flags": ["each flag at most once."]})
     if confidence is not None and not (1 <= int(confidence) <= 5):
         raise SplitError({"confidence": ["must be 1..5."]})
-    comment = comment or ""
-    digest = request_digest("save", assignment.pk, {
-        "version": version or 0, "permille": permille, "confidence": confidence, "flags": flags,
-        "comment": comment, "submit": bool(submit)})
+    body = {"version": version or 0, "permille": permille, "confidence": confidence, "flags": flags,
+            "comment": comment, "submit": bool(submit)}
+    if skip_reason:  # only when set: the digests of requests without a skip stay as they were
+        body["skip_reason"] = skip_reason
+    digest = request_digest("save", assignment.pk, body)
     try:
         return _retry_when_locked(lambda: _save_annotation_once(
-            assignment, actor, request_id, digest, version, permille, confidence, flags, comment, submit))
+            assignment, actor, request_id, digest, version, permille, confidence, flags, comment, submit,
+            skip_reason))
     except IntegrityError:
         # a concurrent retry of the same request won the race: replay what it stored
         event = applied_before(actor, request_id, digest)
         if event is None:
             raise
         return SaveResult(Annotation.objects.get(pk=event.annotation_id), replayed=True)
+
+
+def _verdict_permille(split, skip_reason, comment: str, submit: bool) -> list[int]:
+    """The per-mille to store: the parsed split, or all zeros for a can't-label verdict (skip_reason)."""
+    if skip_reason not in Annotation.SkipReason.values:
+        allowed = ", ".join(v for v in Annotation.SkipReason.values if v)
+        raise SplitError({"skip_reason": [f"unknown reason {skip_reason!r}; allowed: {allowed} "
+                                          "(or empty: not skipped)."]})
+    if not skip_reason:
+        if split is None:
+            raise SplitError({"split": ["required (or send skip_reason for a can't-label verdict)."]})
+        return parse_split(split, require_total=submit)
+    permille = [0] * N_CLASSES if split is None else parse_split(split, require_total=False)
+    if any(permille):
+        raise SplitError({"split": ["a can't-label verdict (skip_reason) carries no split: send all zeros "
+                                    "or leave split out."]})
+    if submit and skip_reason == Annotation.SkipReason.OTHER and not comment.strip():
+        raise SplitError({"comment": ["say in the comment why this block can't be labelled (reason: other)."]})
+    return permille
 
 
 def _save_annotation_once(*args) -> SaveResult:
@@ -623,7 +677,7 @@ def _retry_when_locked(write, attempts: int = 8):
 
 
 def _save_annotation_locked(assignment, actor, request_id, digest, version, permille, confidence, flags,
-                            comment, submit) -> SaveResult:
+                            comment, submit, skip_reason="") -> SaveResult:
     assignment = Assignment.objects.select_for_update().get(pk=assignment.pk)
     done = applied_before(actor, request_id, digest)
     if done is not None:
@@ -648,13 +702,15 @@ def _save_annotation_locked(assignment, actor, request_id, digest, version, perm
     if annotation is None:
         annotation = Annotation(assignment=assignment, version=0)
     annotation.permille = permille
+    annotation.skip_reason = skip_reason
     annotation.confidence = confidence
     annotation.flags = flags
     annotation.comment = comment
     annotation.version += 1
     if submit:
         annotation.submitted_at = now
-        _record_suggestion_provenance(assignment, annotation)
+        if not skip_reason:  # a can't-label verdict takes nothing from the model's split
+            _record_suggestion_provenance(assignment, annotation)
     annotation.save()
     assignment.status = Assignment.Status.SUBMITTED if annotation.submitted_at else Assignment.Status.DRAFT
     assignment.save(update_fields=["status"])

@@ -83,8 +83,8 @@ class AnnotationSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Annotation
-        fields = ["split", "confidence", "flags", "comment", "version", "submitted", "submitted_at", "updated_at",
-                  "suggestion_model_version", "accepted_unchanged", "tv_from_suggestion"]
+        fields = ["split", "skip_reason", "confidence", "flags", "comment", "version", "submitted", "submitted_at",
+                  "updated_at", "suggestion_model_version", "accepted_unchanged", "tv_from_suggestion"]
 
     def get_split(self, a) -> dict[str, int]:
         return as_dict(a.permille)
@@ -172,7 +172,15 @@ class SaveAnnotationSerializer(NoUnknownFieldsMixin, serializers.Serializer):
                                            "same body is applied once; the same id with another body is a 422.")
     version = serializers.IntegerField(min_value=0, max_value=2**31 - 1,
                                        help_text="The version the client edited (0 for a first save).")
-    split = SplitField(help_text="{lcz_1..lcz_10, lcz_a..lcz_g: per-mille integers}; 1000 in all to submit.")
+    split = SplitField(required=False, allow_null=True,
+                       help_text="{lcz_1..lcz_10, lcz_a..lcz_g: per-mille integers}; 1000 in all to submit. "
+                                 "Left out (or all zeros) with skip_reason.")
+    skip_reason = serializers.ChoiceField(
+        choices=Annotation.SkipReason.choices, required=False, allow_blank=True, default="",
+        error_messages={"invalid_choice": "unknown reason \"{input}\"; allowed: "
+                        + ", ".join(v for v in Annotation.SkipReason.values if v) + " (or empty: not skipped)."},
+        help_text="A can't-label verdict without a split: " + ", ".join(v for v in Annotation.SkipReason.values if v)
+                  + " (\"other\" needs a comment to submit); empty or left out: not skipped.")
     confidence = serializers.IntegerField(min_value=1, max_value=5, required=False, allow_null=True)
     flags = serializers.ListField(child=serializers.ChoiceField(choices=Annotation.Flag.choices), required=False,
                                   max_length=len(Annotation.Flag.values),
@@ -183,7 +191,8 @@ class SaveAnnotationSerializer(NoUnknownFieldsMixin, serializers.Serializer):
 
 class ProgressSerializer(serializers.Serializer):
     assigned = serializers.IntegerField()
-    submitted = serializers.IntegerField()
+    submitted = serializers.IntegerField(help_text="Done: submitted splits and can't-label verdicts.")
+    skipped = serializers.IntegerField(help_text="Of the submitted, how many are can't-label verdicts.")
     draft = serializers.IntegerField()
     todo = serializers.IntegerField()
 
@@ -238,7 +247,9 @@ def review_block_payload(block, assignments) -> dict:
         "final": as_dict(block.final_permille) if block.final_permille else None,
         "geometry": json.loads(block.geom.geojson),
         "splits": [{"assignment": a.pk, "interpreter": a.interpreter.username,
-                    "split": as_dict(a.annotation.permille), "confidence": a.annotation.confidence,
+                    "split": as_dict(a.annotation.permille), "skip_reason": a.annotation.skip_reason,
+                    "skip_label": a.annotation.get_skip_reason_display() if a.annotation.skip_reason else "",
+                    "confidence": a.annotation.confidence,
                     "flags": a.annotation.flags, "comment": a.annotation.comment,
                     "submitted_at": a.annotation.submitted_at} for a in assignments],
         "adjudications": [{"reviewer": j.reviewer.username, "split": as_dict(j.permille), "reason": j.reason,
@@ -287,6 +298,7 @@ class ReviewQueueRowSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["complete", "disputed", "adjudicated"])
     agreement_tv = serializers.FloatField(allow_null=True)
     dominant_agrees = serializers.BooleanField(allow_null=True)
+    skipped = serializers.IntegerField(help_text="How many of its submitted verdicts are can't-label (skips).")
 
 
 def feature_collection(features: Iterable[tuple[int, str | None, dict]], **members) -> str:
@@ -315,8 +327,9 @@ class GeoJSONGeometrySerializer(serializers.Serializer):
 class BlockFeaturePropertiesSerializer(serializers.Serializer):
     block_key = serializers.CharField()
     area_m2 = serializers.FloatField()
-    status = serializers.CharField(help_text="my status: todo, draft, submitted (or complete, disputed, adjudicated "
-                                             "once released), revoked; unassigned when the block is not mine")
+    status = serializers.CharField(help_text="my status: todo, draft, submitted, skipped (submitted as can't label; "
+                                             "or complete, disputed, adjudicated once released), revoked; "
+                                             "unassigned when the block is not mine")
     assignment = serializers.IntegerField(allow_null=True, help_text="my assignment's id, null when not mine")
 
 

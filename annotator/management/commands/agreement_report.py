@@ -41,11 +41,17 @@ def format_report(name: str, f: dict) -> str:
                  f"Krippendorff alpha nominal (dominant): {_f(f.get('alpha_nominal_dominant'))}")
     d = f.get("disputed") or {}
     lines.append(f"  disputed: {d.get('count', 0)} ({_f(d.get('share'), '{:.1%}')})")
+    skips = f.get("skips") or {}
+    if skips.get("count"):
+        lines.append(f"  can't label (skips): {skips['count']} on {skips.get('blocks', 0)} blocks, by reason "
+                     + ", ".join(f"{k} {v}" for k, v in sorted((skips.get("by_reason") or {}).items()))
+                     + f"; {skips.get('disputed_by_skips', 0)} blocks disputed for want of a labelled majority")
     alpha = (f.get("alpha_interval") or {}).get("per_class") or {}
     if alpha:
         lines.append("  Krippendorff alpha (interval) per class:")
         lines.append("    " + "  ".join(f"{k}={_f(v, '{:.2f}')}" for k, v in alpha.items()))
     for who in f.get("interpreters", []):
         lines.append(f"  {who.get('name')}: {who.get('n_ratings', 0)} splits, "
-                     f"MAD vs others {_f(who.get('mad'), '{:.4f}')}, TV vs others {_f(who.get('tv_to_others'))}")
+                     + (f"{who['n_skips']} can't label, " if who.get("n_skips") else "")
+                     + f"MAD vs others {_f(who.get('mad'), '{:.4f}')}, TV vs others {_f(who.get('tv_to_others'))}")
     return "\n".join(lines)

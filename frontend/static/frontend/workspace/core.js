@@ -30,14 +30,15 @@
     todo: { label: "To do", color: "#ffd43b", fillOpacity: 0.08, weight: 2 },
     draft: { label: "Draft", color: "#4dabf7", fillOpacity: 0.3, weight: 2.5 },
     submitted: { label: "Submitted", color: "#69db7c", fillOpacity: 0.35, weight: 2 },
+    skipped: { label: "Can't label (skipped)", color: "#868e96", fillOpacity: 0.35, weight: 2, dashArray: "4 3" },
     complete: { label: "Complete", color: "#2f9e44", fillOpacity: 0.5, weight: 2 },
     disputed: { label: "Disputed", color: "#f06595", fillOpacity: 0.45, weight: 2.5 },
     adjudicated: { label: "Adjudicated", color: "#adb5bd", fillOpacity: 0.45, weight: 2 },
     unassigned: { label: "Not assigned to me", color: "#ffffff", fillOpacity: 0, weight: 1, opacity: 0.35 },
   };
-  // keyboard key for a class: LCZ 1..9 -> "1".."9", LCZ 10 -> "0", LCZ A..G -> "a".."g"
-  const CLASS_KEY = CLASSES.map((c) => (c.code === "10" ? "0" : c.code.toLowerCase()));
-  const KEY_TO_CLASS = new Map(CLASS_KEY.map((k, i) => [k, i]));
+  // keyboard key for a class: LCZ 1..9 -> "1".."9", LCZ 10 -> "0", LCZ A..G -> "a".."g" (shortcuts.js)
+  const CLASS_KEY = CLASSES.map((c) => window.lczShortcuts.classKey(c.code));
+  const KEY_TO_CLASS = window.lczShortcuts.keyToClass(CLASSES);
 
   // ---------------------------------------------------------------- editor state
   const ed = {
@@ -50,6 +51,8 @@
     confidence: null,
     flags: new Set(),
     comment: "",
+    skip: "",               // a can't-label verdict's reason ("" = a split); then pm is all 0
+    skipArmed: false,       // "s" was just pressed: one digit picks the reason
     seq: 0,                 // edit counter (global, never reset: queued saves of earlier visits stay older)
     savedSeq: 0,            // edits up to here are saved on the server
     submitted: false,
@@ -64,14 +67,16 @@
   const versions = new Map();   // assignment id -> last version known from the server
 
   const total = () => ed.pm.reduce((s, v) => s + v, 0);
-  const canSubmit = () => ed.open && !ed.locked && !ed.conflict && ed.bad.size === 0 && total() === TOTAL;
+  // a skip submits without a split ("other" needs a comment)
+  const skipReady = () => ed.skip !== "" && (ed.skip !== "other" || ed.comment.trim() !== "");
+  const canSubmit = () => ed.open && !ed.locked && !ed.conflict && ed.bad.size === 0 && (ed.skip ? skipReady() : total() === TOTAL);
   const draftable = () => ed.open && !ed.locked && !ed.conflict && !ed.submitted && ed.bad.size === 0 && total() <= TOTAL;
 
   function snapshot() {
     const split = {};
     KEYS.forEach((k, i) => { split[k] = ed.pm[i]; });
     return { split, confidence: ed.confidence, flags: CFG.flags.map((f) => f.key).filter((k) => ed.flags.has(k)),
-             comment: ed.comment };
+             comment: ed.comment, skip_reason: ed.skip };
   }
 
   const url = (tpl, id) => tpl.replace("{id}", String(id));
@@ -88,7 +93,7 @@
   // a handle for the other parts, for people poking in the console, and for the browser tests
   window.lczWorkspace = {
     CFG, CLASSES, N, KEYS, TOTAL, LOCKED, STATUS, CLASS_KEY, KEY_TO_CLASS,
-    ed, versions, total, canSubmit, draftable, snapshot, url, toast,
+    ed, versions, total, canSubmit, draftable, skipReady, snapshot, url, toast,
     parsePercent: parse, fmtPercent: format,
   };
 })();

@@ -82,6 +82,18 @@
       input.addEventListener("change", () => { if (input.checked) ed.flags.add(f.key); else ed.flags.delete(f.key); changed(); });
       flags.append(el("label", { for: input.id, class: "flag" }, input, " " + f.label));
     }
+    const skipBox = $("#skip-reasons");
+    CFG.skip_reasons.forEach((r, k) => {
+      const input = el("input", { type: "radio", name: "skip_reason", value: r.key, id: `skip-${r.key}` });
+      input.addEventListener("change", () => setSkip(r.key));
+      input.addEventListener("click", () => { if (ed.skip === r.key) setSkip(""); });   // the chosen one: clears it
+      skipBox.append(el("label", { for: input.id, class: "pill skip-pill" }, input,
+                        el("kbd", { text: String(k + 1) }), el("span", { text: " " + r.label })));
+    });
+    const unskip = el("button", { type: "button", id: "skip-clear", class: "ghost", text: "Label it after all",
+                                  title: "Back to the split (Ctrl+Z also brings the split back)" });
+    unskip.addEventListener("click", () => setSkip(""));
+    skipBox.append(unskip);
     $("#comment").addEventListener("input", (e) => { ed.comment = e.target.value; changed(); });
     $("#split-form").addEventListener("submit", (e) => { e.preventDefault(); submit(); });
     $("#ed-close").addEventListener("click", () => closeEditor());
@@ -95,7 +107,7 @@
   function recordUndo(kind = null) {
     if (kind && kind === lastEdit) return;
     lastEdit = kind;
-    ed.undo.push(ed.pm.slice());
+    ed.undo.push({ pm: ed.pm.slice(), skip: ed.skip });
     if (ed.undo.length > 100) ed.undo.shift();
     ed.redo = [];
   }
@@ -110,8 +122,11 @@
   function undo(redoing = false) {
     const from = redoing ? ed.redo : ed.undo;
     if (!ed.open || ed.locked || !from.length) { hint(redoing ? "Nothing to redo." : "Nothing to undo."); return; }
-    (redoing ? ed.undo : ed.redo).push(ed.pm.slice());
-    applySplit(from.pop());
+    (redoing ? ed.undo : ed.redo).push({ pm: ed.pm.slice(), skip: ed.skip });
+    const state = from.pop();
+    ed.skip = state.skip;
+    renderSkip();
+    applySplit(state.pm);
     hint(redoing ? "Redone." : "Undone (Ctrl+Shift+Z redoes).");
   }
   const redo = () => undo(true);
@@ -120,6 +135,7 @@
   function repeatLast() {
     if (!lastSplit) { hint("Nothing to repeat yet: “.” repeats the split you last submitted here."); return; }
     recordUndo();
+    endSkip();
     applySplit(lastSplit);
     hint("The last split again: Enter submits, Ctrl+Z undoes.");
   }
@@ -147,6 +163,7 @@
 
   function onPctInput(i) {
     recordUndo(`type${i}`);
+    endSkip();
     const r = parse(rows[i].input.value);
     if (r.error) {
       ed.bad.set(i, r.error);
@@ -159,6 +176,7 @@
   }
 
   function setValue(i, pm) {
+    endSkip();
     pm = Math.max(0, Math.min(TOTAL, pm | 0));
     ed.pm[i] = pm;
     ed.bad.delete(i);
@@ -197,6 +215,52 @@
     }
   }
 
+  // ---------------------------------------------------------------- can't label (a skip)
+  /** Mark the block "can't label" with a reason ("" = back to the split): the split is cleared (the
+   * undo stack keeps it, Ctrl+Z brings it back); any split edit ends the skip. */
+  function setSkip(reason) {
+    ed.skipArmed = false;
+    if (ed.locked || reason === ed.skip) { renderSkip(); return; }
+    recordUndo();
+    ed.skip = reason;
+    if (reason) {
+      ed.quick = ed.typing = null;
+      applySplit(new Array(N).fill(0));
+      hint(reason === "other" ? "Can't label: say why in the comment, then Enter submits."
+                              : "Can't label: Enter submits it; Ctrl+Z brings the split back.");
+      if (reason === "other") $("#comment").focus();
+    } else {
+      changed();
+      hint("");
+    }
+    renderSkip();
+  }
+  function endSkip() {
+    if (!ed.skip) return;
+    ed.skip = "";
+    renderSkip();
+  }
+  /** "s": the next digit picks the reason (no mode: any other key acts as everywhere else). */
+  function armSkip() {
+    ed.skipArmed = true;
+    ed.quick = null;
+    $("#editor").focus({ preventScroll: true });      // out of a percentage: the digit picks the reason
+    renderSkip();
+    hint("Can't label: " + CFG.skip_reasons.map((r, k) => `${k + 1} ${r.label.toLowerCase()}`).join(", ") + ".");
+  }
+  function skipDigit(d) {
+    const r = CFG.skip_reasons[d - 1];
+    if (!r) { ed.skipArmed = false; renderSkip(); return false; }
+    setSkip(r.key);
+    return true;
+  }
+  function renderSkip() {
+    for (const input of document.querySelectorAll("#skip-reasons input")) input.checked = input.value === ed.skip;
+    $("#skip-clear").hidden = !ed.skip || ed.locked;
+    $("#editor").classList.toggle("skipping", !!ed.skip);
+    $("#skip-box").classList.toggle("armed", ed.skipArmed);
+  }
+
   /** A confidence from the keyboard (Shift+1..5). */
   function setConfidence(v) {
     document.getElementById(`conf-${v}`).checked = true;
@@ -220,6 +284,10 @@
       const [i, msg] = ed.bad.entries().next().value;
       diff.textContent = `LCZ ${CLASSES[i].code}: ${msg}`;
       diff.dataset.state = "bad";
+    } else if (ed.skip) {
+      const r = CFG.skip_reasons.find((x) => x.key === ed.skip);
+      diff.textContent = W.skipReady() ? `⊘ can't label: ${r ? r.label : ed.skip}` : "⊘ can't label: say why in the comment";
+      diff.dataset.state = W.skipReady() ? "ok" : "left";
     } else if (t === TOTAL) {
       diff.textContent = "✓ complete";
       diff.dataset.state = "ok";
@@ -249,7 +317,8 @@
 
   function renderEditorState() {
     $("#conflict").hidden = !ed.conflict;
-    const status = ed.locked ? lockedStatus() : ed.submitted ? "submitted" : versions.get(ed.id) ? "draft" : "todo";
+    const status = ed.locked ? lockedStatus() : ed.submitted ? (ed.skip ? "skipped" : "submitted")
+      : versions.get(ed.id) ? "draft" : "todo";
     $("#ed-readonly").hidden = !ed.locked;
     $("#ed-readonly").textContent = !ed.locked ? ""
       : status === "disputed" ? "This block is disputed: its interpreters' splits differ and a reviewer will decide. It can no longer be edited."
@@ -259,7 +328,8 @@
     badge.textContent = (STATUS[status] || STATUS.todo).label;
     badge.dataset.status = status;
     for (const r of rows) { r.input.disabled = r.slider.disabled = r.rest.disabled = ed.locked; }
-    for (const node of document.querySelectorAll("#confidence input, #flags input, #comment")) node.disabled = ed.locked;
+    for (const node of document.querySelectorAll("#confidence input, #flags input, #comment, #skip-reasons input")) node.disabled = ed.locked;
+    renderSkip();
     renderTotals();
     W.renderSaveState();
   }
@@ -273,6 +343,8 @@
     ed.confidence = source ? source.confidence : null;
     ed.flags = new Set(source ? source.flags || [] : []);
     ed.comment = source ? source.comment || "" : "";
+    ed.skip = (source && source.skip_reason) || "";
+    ed.skipArmed = false;
     ed.seq = ed.savedSeq = ++seqCounter;
     ed.submitted = !!(a.annotation && a.annotation.submitted);
     ed.conflict = false;
@@ -417,6 +489,7 @@
     if (!canSubmit()) {
       const diff = $("#diff");
       diff.classList.remove("flash"); void diff.offsetWidth; diff.classList.add("flash");
+      if (ed.skip === "other") { hint("Can't label (other): say why in the comment first."); $("#comment").focus(); }
       return;
     }
     submitting = true;
@@ -426,8 +499,9 @@
     const blockId = ed.blockId;
     const pm = ed.pm.slice();
     try {
+      const skipped = !!ed.skip;
       const r = await W.enqueue(aid, blockId, W.snapshot(), true, ed.seq);
-      if (r.ok) lastSplit = pm;
+      if (r.ok && !skipped) lastSplit = pm;       // "." repeats splits, never a skip
       if (r.ok && ed.id === aid) {               // (the progress bar follows the save by itself: save.js)
         W.toast("Submitted. Opening your next block…", 2000);
         await goNext(blockId);
@@ -441,6 +515,6 @@
   Object.assign(W, {
     showErrors, buildEditor, setValue, putRemainder, chooseClass, setConfidence, renderEditorState, fillEditor,
     fetchAssignment, openAssignment, openEditorWith, closeEditor, goNext, goPrev, submit,
-    recordUndo, undo, redo, repeatLast, quickTens, hint, showMode,
+    recordUndo, undo, redo, repeatLast, quickTens, hint, showMode, setSkip, armSkip, skipDigit, renderSkip,
   });
 })();

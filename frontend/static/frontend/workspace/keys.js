@@ -26,6 +26,7 @@
     ["z", () => W.zoomStep(1)], ["Z", () => W.zoomStep(-1)],
     ["h", () => { if (!W.centreOnBlock()) W.toast("No block is open: h brings you back to the open block."); }],
     ["/", () => { const box = $("#goto-input"); box.focus(); box.select(); }],
+    ["m", () => W.toggleGuidelines()],   // the guidelines panel (workspace/guidelines.js)
   ]);
 
   // ---------------------------------------------------------------- going to a block by key or number
@@ -94,6 +95,13 @@
     }
     if (e.ctrlKey || e.metaKey || e.altKey) return;
 
+    if (e.key === "Escape" && ed.skipArmed) {     // "s" then Esc: nothing chosen
+      e.preventDefault();
+      ed.skipArmed = false;
+      W.renderSkip();
+      W.hint("");
+      return;
+    }
     if (e.key === "Escape") {
       e.preventDefault();
       if (ed.open && (inPct || inText || onControl || t.tagName === "BUTTON")) {
@@ -110,6 +118,14 @@
       if (t.tagName === "BUTTON" || t.tagName === "A") return;   // let buttons be pressed
       if (ed.open) { e.preventDefault(); W.submit(); } else { W.toast(CLOSED); }
       return;
+    }
+    if (ed.skipArmed) {                           // "s" was pressed: a digit picks the reason
+      if (/^[0-9]$/.test(e.key) && !e.shiftKey && ed.open && !ed.locked) {
+        e.preventDefault();
+        if (!W.skipDigit(Number(e.key))) W.hint(`No reason ${e.key}: s, then 1…${W.CFG.skip_reasons.length}.`);
+        return;
+      }
+      if (key !== "s" && e.key.length === 1) { ed.skipArmed = false; W.renderSkip(); }   // any other key: as always
     }
     const i = inPct ? Number(t.dataset.index) : null;
     const typing = inPct && ed.typing === i;
@@ -142,7 +158,7 @@
     if ((e.key === "ArrowLeft" && !onControl) || key === "p") { e.preventDefault(); W.goPrev(); return; }
     if (e.key.length !== 1 || e.key === " ") return;
     const classKey = KEY_TO_CLASS.has(key) && !e.shiftKey;
-    const known = classKey || key === "r" || e.key === ".";
+    const known = classKey || key === "r" || e.key === "." || key === "s";
     if (!ed.open) { if (known) { e.preventDefault(); W.toast(CLOSED); } return; }
     if (ed.locked) { if (known) { e.preventDefault(); W.hint("This block is read only (see above)."); } return; }
     e.preventDefault();
@@ -154,6 +170,8 @@
       W.putRemainder(ed.cls);
     } else if (e.key === ".") {
       W.repeatLast();
+    } else if (key === "s") {
+      W.armSkip();
     } else if (e.key === "-") {
       W.hint("Percentages run from 0 to 100 %: there is no minus.");
     } else {

@@ -102,7 +102,7 @@
   }
 
   function onSaved(item, ann) {
-    const status = ann.submitted ? "submitted" : "draft";
+    const status = ann.submitted ? (ann.skip_reason ? "skipped" : "submitted") : "draft";
     W.setBlockStatus(item.blockId, status);
     if (item.aid === ed.id) {
       ed.savedSeq = Math.max(ed.savedSeq, item.seq);
@@ -207,10 +207,12 @@
       const pct = p.assigned ? (100 * p.submitted) / p.assigned : 0;
       node.querySelector(".fill").style.width = pct + "%";
       node.querySelector(".label").textContent =
-        `${p.submitted} / ${p.assigned} done` + (p.draft ? ` · ${p.draft} draft${p.draft > 1 ? "s" : ""}` : "");
+        `${p.submitted} / ${p.assigned} done` + (p.skipped ? ` (${p.skipped} can't label)` : "") +
+        (p.draft ? ` · ${p.draft} draft${p.draft > 1 ? "s" : ""}` : "");
       node.setAttribute("aria-valuenow", String(p.submitted));
       node.setAttribute("aria-valuemax", String(p.assigned));
-      node.title = `${p.submitted} submitted, ${p.draft} drafts, ${p.todo} to do, of ${p.assigned} assigned to you`;
+      node.title = `${p.submitted} submitted (${p.skipped || 0} of them can't label), ${p.draft} drafts, ${p.todo} to do, ` +
+        `of ${p.assigned} assigned to you`;
     } catch (err) { /* offline: the next save refreshes it */ }
   }
 
