@@ -1,4 +1,8 @@
+from django import forms
 from django.contrib.gis import admin
+from django.utils.safestring import mark_safe
+
+from . import guidelines
 
 from .models import (
     Adjudication,
@@ -14,10 +18,46 @@ from .models import (
 )
 
 
+class CampaignForm(forms.ModelForm):
+    """The campaign, its guidelines (Markdown) in a large textarea that says what Markdown is supported."""
+
+    class Meta:
+        model = Campaign
+        fields = "__all__"
+        widgets = {"guidelines": forms.Textarea(attrs={"rows": 18, "cols": 100, "class": "vLargeTextField",
+                                                       "spellcheck": "true"})}
+        help_texts = {"guidelines": "Shown to interpreters in the workspace's guidelines panel (key m). "
+                                    + guidelines.SUPPORTED_MARKDOWN}
+
+    def clean_guidelines(self):
+        try:
+            return guidelines.check_guidelines(self.cleaned_data.get("guidelines") or "")
+        except guidelines.GuidelinesError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
     list_display = ("name", "city", "interpreters_per_block", "created_at")
     search_fields = ("name", "city")
+    readonly_fields = ("guidelines_preview",)
+
+    @admin.display(description="Guidelines as interpreters see them")
+    def guidelines_preview(self, obj):
+        html = guidelines.render_guidelines(obj.guidelines if obj else "")
+        return mark_safe(f'<div class="lcz-guidelines-preview">{html}</div>') if html else "(none yet)"  # nh3-clean
+
+    def save_model(self, request, obj, form, change):
+        """Every field as usual, but the guidelines through guidelines.set_guidelines (audited)."""
+        text = obj.guidelines
+        if change:
+            obj.guidelines = Campaign.objects.filter(pk=obj.pk).values_list("guidelines", flat=True).first() or ""
+        else:
+            obj.guidelines = ""
+        super().save_model(request, obj, form, change)
+        guidelines.set_guidelines(obj, text, actor=request.user)
+        obj.guidelines = text
 
 
 @admin.register(ImageryScene)

@@ -20,4 +20,7 @@ urlpatterns = [
     path("campaigns/<id64:campaign_id>/review/", views.ReviewQueueView.as_view(), name="review-queue"),
     path("blocks/<id64:block_id>/review/", views.ReviewBlockView.as_view(), name="review-block"),
     path("blocks/<id64:block_id>/history/", views.BlockHistoryView.as_view(), name="block-history"),
+    path("campaigns/<id64:campaign_id>/guidelines/", views.GuidelinesView.as_view(), name="guidelines"),
+    path("campaigns/<id64:campaign_id>/guidelines/examples/<id64:block_id>/", views.GuidelineExampleView.as_view(),
+         name="guideline-example"),
 ]

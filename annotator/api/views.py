@@ -157,9 +157,9 @@ class AnnotationSaveView(APIView):
         data.is_valid(raise_exception=True)
         v = data.validated_data
         result = services.save_annotation(
-            assignment, request.user, request_id=v["request_id"], version=v["version"], split=v["split"],
+            assignment, request.user, request_id=v["request_id"], version=v["version"], split=v.get("split"),
             confidence=v.get("confidence"), flags=v.get("flags"), comment=v.get("comment", ""),
-            submit=v["submit"],
+            submit=v["submit"], skip_reason=v.get("skip_reason", ""),
         )
         body = AnnotationSerializer(result.annotation).data
         body["replayed"] = result.replayed
@@ -265,3 +265,74 @@ class FractionsLayerView(APIView):
             services.record_predictions_shown(campaign, request.user, source)
         body = feature_collection(selectors.fraction_layer(rows), source=source, model_versions=versions)
         return HttpResponse(body, content_type="application/geo+json")
+
+
+# --- the guidelines panel (annotator.guidelines) ----------------------------------------------
+
+from rest_framework import serializers as _s  # noqa: E402  (the panel's response shapes, documented here)
+
+
+class GuidelineExampleSerializer(_s.Serializer):
+    source = _s.ChoiceField(choices=["campaign", "synthetic"],
+                            help_text="campaign: one of its own pure blocks; synthetic: the demo's painted example")
+    url = _s.CharField(help_text="The image (PNG)")
+    block_key = _s.CharField(allow_null=True)
+    share = _s.IntegerField(allow_null=True, help_text="The class's per-mille in the block's label")
+    alt = _s.CharField()
+
+
+class GuidelineClassSerializer(LCZClassSerializer):
+    label = _s.CharField()
+    keyboard = _s.CharField(help_text="The class's key in the split editors")
+    examples = GuidelineExampleSerializer(many=True)
+
+
+class GuidelinesSerializer(_s.Serializer):
+    campaign = _s.IntegerField()
+    guidelines_html = _s.CharField(help_text="The campaign's guidelines (Markdown) as sanitised HTML; may be empty")
+    pure_threshold = _s.IntegerField(help_text="Per-mille from which a block is an example of a class")
+    classes = GuidelineClassSerializer(many=True)
+
+
+class GuidelinesView(APIView):
+    @extend_schema(responses={200: GuidelinesSerializer, **errors(403, 404)},
+                   summary="The guidelines panel: the campaign's guidelines and each class with example images")
+    def get(self, request, campaign_id: int):
+        from django.templatetags.static import static
+        from django.urls import reverse
+
+        from annotator import guidelines
+
+        campaign = selectors.campaign_for(request.user, campaign_id)
+        body = guidelines.guidelines_payload(
+            request.user, campaign, static_url=static,
+            example_url=lambda block_id: reverse("guideline-example", args=[campaign.pk, block_id]))
+        response = Response(body)
+        response["Cache-Control"] = "private, no-cache"
+        return response
+
+
+class GuidelineExampleView(APIView):
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiResponse(description="The block clipped from the imagery"),
+                   204: OpenApiResponse(description="The imagery holds no pixel of this block"),
+                   **errors(403, 404)},
+        summary="An example image: one of the campaign's pure blocks over its imagery (members; never a block "
+                "the viewer still labels blind); ETag, 304 on If-None-Match")
+    def get(self, request, campaign_id: int, block_id: int):
+        from annotator import guidelines
+        from annotator.tile_views import _etag_matches
+
+        block = selectors.example_block(request.user, campaign_id, block_id, threshold=guidelines.PURE_PERMILLE)
+        key = guidelines.example_cache_key(block.campaign, block)
+        if key is None:
+            raise selectors.NotFound("the campaign's imagery is missing")
+        etag = guidelines.example_etag(key)
+        if _etag_matches(request.headers.get("If-None-Match"), etag):
+            response = HttpResponse(status=304)
+        else:
+            data = guidelines.example_image(block.campaign, block, key)
+            response = HttpResponse(data, content_type="image/png") if data else HttpResponse(status=204)
+        response["ETag"] = etag
+        response["Cache-Control"] = "private, max-age=3600"
+        return response

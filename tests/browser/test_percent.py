@@ -123,6 +123,9 @@ def test_the_review_page_reads_typed_percentages_by_the_rule(page, live_server, 
     expect(page.locator("#editor-total")).to_have_text("100.0")
     field.blur()
     expect(field).to_have_value("33.4")
-    field.press("ArrowUp")                            # steps of 0.1 %, as the number field had
-    expect(field).to_have_value("33.5")
-    expect(page.locator("#editor-total")).to_have_text("100.1")
+    field.press("ArrowUp")                            # the workspace's steps: 1 %, Shift 0.1 %
+    expect(field).to_have_value("34.4")
+    expect(page.locator("#editor-total")).to_have_text("101.0")
+    field.press("Shift+ArrowDown")
+    expect(field).to_have_value("34.3")
+    expect(page.locator("#editor-total")).to_have_text("100.9")

@@ -120,13 +120,6 @@
         const v = valueOf(inp);
         if (v !== null) inp.value = format(v);
       });
-      inp.addEventListener("keydown", (e) => {     // arrows step by 0.1 %, as a number field would
-        if (e.key !== "ArrowUp" && e.key !== "ArrowDown") return;
-        e.preventDefault();
-        const v = (valueOf(inp) || 0) + (e.key === "ArrowUp" ? 1 : -1);
-        inp.value = format(Math.max(0, Math.min(TOTAL, v)));
-        update();
-      });
     });
 
     function showResult(kind, html) {
@@ -216,29 +209,18 @@
 
     form.addEventListener("submit", (e) => { e.preventDefault(); submit(); });
 
-    document.addEventListener("keydown", (e) => {
-      if (e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return;
-      const t = e.target;
-      const typing = t && (t.tagName === "INPUT" || t.tagName === "TEXTAREA" || t.tagName === "SELECT" ||
-                           t.isContentEditable);
-      if (e.key === "Enter") {
-        if (t && (t.tagName === "BUTTON" || t.tagName === "A")) return;  // their own action
-        if (t && t.tagName === "TEXTAREA" && e.shiftKey) return;         // a new line in the reason
-        e.preventDefault();
-        if (!submitBtn.disabled) submit();
-        else {
-          totalLine.classList.remove("flash");
-          void totalLine.offsetWidth;
-          totalLine.classList.add("flash");
-        }
-      } else if ((e.key === "n" || e.key === "N") && !typing && !e.shiftKey) {
-        e.preventDefault();
-        location.href = cfg.next;
-      }
-    });
+    /** Enter's action: submit when the split and the reason allow it, else make the total line say why. */
+    function trySubmit() {
+      if (!submitBtn.disabled) { submit(); return true; }
+      totalLine.classList.remove("flash");
+      void totalLine.offsetWidth;
+      totalLine.classList.add("flash");
+      return false;
+    }
 
     update();
-    window.lczReview = { map, start, update, state: () => state };
+    // the keyboard (the workspace's keys) is review-keys.js's: it works through this handle
+    window.lczReview = { cfg, map, outline, form, inputs, reason, start, update, trySubmit, state: () => state };
   }
 
   const cfg = document.getElementById("review-config");
