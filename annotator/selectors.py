@@ -89,6 +89,36 @@ def campaign_for(user, campaign_id: int, *, reviewing: bool = False) -> Campaign
     return campaign
 
 
+def campaign_with_roles(user, campaign_id: int) -> tuple[Campaign | None, bool]:
+    """`campaign_for` and `is_reviewer` in one plain query (map tiles ask it on every tile, and the
+    ORM's compiling of the same query costs more than running it): the campaign if `user` may see
+    it (an admin, or a member), else None; and whether they review it. The campaign comes with its
+    id and assisted_rounds loaded (what the blindness rules read); other fields load on access."""
+    import json
+
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+
+    m, ug, g = Membership._meta.db_table, User.groups.through._meta.db_table, Group._meta.db_table
+    sql = (f"SELECT c.assisted_rounds, "
+           f"EXISTS (SELECT 1 FROM {m} m WHERE m.campaign_id = c.id AND m.user_id = %s), "
+           f"EXISTS (SELECT 1 FROM {m} m WHERE m.campaign_id = c.id AND m.user_id = %s AND m.role = %s), "
+           f"EXISTS (SELECT 1 FROM {ug} ug JOIN {g} g ON g.id = ug.group_id "
+           f"WHERE ug.user_id = %s AND g.name = 'admin') "
+           f"FROM {Campaign._meta.db_table} c WHERE c.id = %s")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk, user.pk, Membership.Role.REVIEWER, user.pk, campaign_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None, False
+    rounds, member, reviewer, admin_group = row
+    admin = bool(user.is_superuser or admin_group)
+    if not (admin or member):
+        return None, False
+    rounds = json.loads(rounds) if isinstance(rounds, str) else rounds
+    return Campaign.from_db(connection.alias, ["id", "assisted_rounds"], [campaign_id, rounds]), bool(admin or reviewer)
+
+
 def live_assignments(campaign: Campaign, round: int | None = None) -> QuerySet[Assignment]:
     """Assignments that count (not revoked), in one round or all."""
     qs = Assignment.objects.filter(campaign=campaign).exclude(status=Assignment.Status.REVOKED)
@@ -119,7 +149,13 @@ def open_blind_assignments(campaign: Campaign) -> QuerySet[Assignment]:
 def blind_pending_block_ids(user, campaign: Campaign) -> set[int]:
     """Blocks `user` still has to label blind: nothing about them (the model's split, other
     interpreters' splits, a consensus) may be shown to this user, whatever their other roles."""
-    return set(open_blind_assignments(campaign).filter(interpreter=user).values_list("block_id", flat=True))
+    return set(blind_pending_blocks(user, campaign))
+
+
+def blind_pending_blocks(user, campaign: Campaign) -> QuerySet:
+    """The same blocks as `blind_pending_block_ids`, as a lazy query of block ids (the vector tiles
+    embed it as a subquery, so a tile costs no extra round trip)."""
+    return open_blind_assignments(campaign).filter(interpreter=user).values_list("block_id", flat=True)
 
 
 def may_see_block_labels(user, block: StreetBlock) -> bool:
@@ -170,10 +206,12 @@ def next_assignment(user, campaign: Campaign, after_block_id: int | None = None)
 
 
 def my_progress(user, campaign: Campaign) -> dict:
-    counts = dict(my_assignments(user, campaign).exclude(status=Assignment.Status.REVOKED)
-                  .values_list("status").annotate(n=Count("id")).values_list("status", "n"))
+    """My assignments by status; `submitted` counts can't-label verdicts as done, `skipped` says how many."""
+    live = my_assignments(user, campaign).exclude(status=Assignment.Status.REVOKED)
+    counts = dict(live.values_list("status").annotate(n=Count("id")).values_list("status", "n"))
     assigned = sum(counts.values())
-    return {"assigned": assigned, "submitted": counts.get(Assignment.Status.SUBMITTED, 0),
+    skipped = live.filter(status=Assignment.Status.SUBMITTED).exclude(annotation__skip_reason="").count()
+    return {"assigned": assigned, "submitted": counts.get(Assignment.Status.SUBMITTED, 0), "skipped": skipped,
             "draft": counts.get(Assignment.Status.DRAFT, 0), "todo": counts.get(Assignment.Status.TODO, 0)}
 
 
@@ -228,12 +266,13 @@ def my_block_layer(user, campaign: Campaign, bbox: tuple[float, float, float, fl
     rows = with_geojson(_in_bbox(blocks_of(campaign), bbox), zoom=zoom).values_list(
         "id", "block_key", "area_m2", "status", "edge", "gj")
     # my assignment per block (the latest round's when there are several)
-    mine = {b: (aid, st) for b, aid, st in Assignment.objects.filter(campaign=campaign, interpreter=user)
-            .order_by("round").values_list("block_id", "id", "status")}
+    mine = {b: (aid, "skipped" if st == Assignment.Status.SUBMITTED and skip else st)  # skipped: my can't-label
+            for b, aid, st, skip in Assignment.objects.filter(campaign=campaign, interpreter=user)
+            .order_by("round").values_list("block_id", "id", "status", "annotation__skip_reason")}
     for pk, key, area, block_status, edge, gj in rows:
         if pk in mine:
             assignment, status = mine[pk]
-            if show_locked and status == Assignment.Status.SUBMITTED and block_status in RELEASED:
+            if show_locked and status in (Assignment.Status.SUBMITTED, "skipped") and block_status in RELEASED:
                 status = block_status
         else:
             status, assignment = "unassigned", None
@@ -241,9 +280,9 @@ def my_block_layer(user, campaign: Campaign, bbox: tuple[float, float, float, fl
                        "edge": edge}
 
 
-def block_status_layer(campaign: Campaign) -> Iterator[Feature]:
-    """Every block with its overall status (reviewers and admins: it shows others' progress)."""
-    rows = with_geojson(blocks_of(campaign)).values_list("id", "block_key", "area_m2", "status", "edge", "gj")
+def block_status_layer(campaign: Campaign, bbox=None) -> Iterator[Feature]:
+    """Every block (in the bbox) with its overall status (reviewers and admins: it shows others' progress)."""
+    rows = with_geojson(_in_bbox(blocks_of(campaign), bbox)).values_list("id", "block_key", "area_m2", "status", "edge", "gj")
     for pk, key, area, status, edge, gj in rows:
         yield pk, gj, {"block_key": key, "area_m2": round(area, 1), "status": status, "edge": edge}
 
@@ -277,12 +316,17 @@ def reviewable_block(user, block_id: int) -> StreetBlock:
 
 
 def review_queue_rows(campaign: Campaign, status: str | None = None):
-    """The review queue as rows (id, block_key, status, agreement_tv, dominant_agrees, area_m2),
-    of one released status or all."""
+    """The review queue as rows (id, block_key, status, agreement_tv, dominant_agrees, area_m2, skipped:
+    how many of its submitted verdicts are can't-label), of one released status or all."""
+    from django.db.models import Q
+
     qs = review_queue(campaign)
     if status is not None:
         qs = qs.filter(status=status)
-    return qs.values("id", "block_key", "status", "agreement_tv", "dominant_agrees", "area_m2")
+    skipped = Count("assignments", filter=Q(assignments__status=Assignment.Status.SUBMITTED)
+                    & ~Q(assignments__annotation__skip_reason=""))
+    return qs.annotate(skipped=skipped).values("id", "block_key", "status", "agreement_tv", "dominant_agrees",
+                                               "area_m2", "skipped")
 
 
 def disputed_block_ids(campaign: Campaign) -> list[int]:
@@ -298,10 +342,12 @@ def block_with_campaign(block_id: int) -> StreetBlock:
         raise NotFound(f"block {block_id} not found") from None
 
 
-def agreement_layer(campaign: Campaign) -> Iterator[Feature]:
+def agreement_layer(campaign: Campaign, *, hidden=(), bbox=None) -> Iterator[Feature]:
     """The released blocks with their agreement (TV, dominant-class agreement, status) for the
-    reviewers' map: never a split, never a name."""
-    rows = with_geojson(blocks_of(campaign).filter(status__in=RELEASED)).values_list(
+    reviewers' map: never a split, never a name. `hidden`: block ids left out (those the viewer
+    still has to label blind: a TV is made of the others' splits)."""
+    rows = with_geojson(_in_bbox(blocks_of(campaign), bbox).filter(status__in=RELEASED)
+                        .exclude(pk__in=list(hidden))).values_list(
         "id", "block_key", "status", "agreement_tv", "dominant_agrees", "gj")
     for pk, key, status, tv, agrees, gj in rows:
         yield pk, gj, {"block_key": key, "status": status, "tv": None if tv is None else round(tv, 4),
@@ -322,7 +368,8 @@ def block_status_counts(campaign: Campaign) -> dict[str, int]:
 
 
 def interpreter_progress(campaign: Campaign) -> dict[str, dict]:
-    """Per interpreter (username): assigned, submitted, drafts, todo and the last submission, over
+    """Per interpreter (username): assigned, submitted (can't-label verdicts included), skipped (those),
+    drafts, todo and the last submission, over
     all rounds. Every current interpreter is in it (with zeros), and so is anyone who held an
     assignment of the campaign."""
     from django.contrib.auth.models import User
@@ -332,11 +379,12 @@ def interpreter_progress(campaign: Campaign) -> dict[str, dict]:
     agg = {r.pop("interpreter_id"): r for r in Assignment.objects.filter(campaign=campaign).order_by()
            .values("interpreter_id").annotate(
         assigned=Count("id"), submitted=Count("id", filter=Q(status=S.SUBMITTED)),
+        skipped=Count("id", filter=Q(status=S.SUBMITTED) & ~Q(annotation__skip_reason="")),
         drafts=Count("id", filter=Q(status=S.DRAFT)), todo=Count("id", filter=Q(status=S.TODO)),
         last=Max("annotation__submitted_at"))}
     people = dict(interpreters_of(campaign).values_list("pk", "username"))
     people.update(User.objects.filter(pk__in=agg).values_list("pk", "username"))
-    zero = {"assigned": 0, "submitted": 0, "drafts": 0, "todo": 0, "last": None}
+    zero = {"assigned": 0, "submitted": 0, "skipped": 0, "drafts": 0, "todo": 0, "last": None}
     return {name: agg.get(pk, zero) for pk, name in people.items()}
 
 
@@ -357,17 +405,18 @@ def latest_prediction_jobs(campaign: Campaign, n: int = 5) -> QuerySet[Predictio
 # --- agreement --------------------------------------------------------------------------------
 
 def submitted_splits_table(campaign: Campaign, round: int = 1):
-    """One row per submitted split: block_id, interpreter_id, interpreter, lcz_* per-mille, submitted_at."""
+    """One row per submitted verdict: block_id, interpreter_id, interpreter, lcz_* per-mille, submitted_at,
+    skip_reason ("" for a split; a can't-label verdict's per-mille are all 0)."""
     import pandas as pd
 
     from lcz_model.classes import KEYS
 
     rows = list(Assignment.objects.filter(campaign=campaign, round=round, status=Assignment.Status.SUBMITTED)
                 .values_list("block_id", "interpreter_id", "interpreter__username", "annotation__permille",
-                             "annotation__submitted_at"))
-    df = pd.DataFrame([(b, i, u, t) for b, i, u, _, t in rows],
-                      columns=["block_id", "interpreter_id", "interpreter", "submitted_at"])
-    perm = pd.DataFrame([p for *_, p, _ in rows] or None, columns=list(KEYS))
+                             "annotation__submitted_at", "annotation__skip_reason"))
+    df = pd.DataFrame([(b, i, u, t, k) for b, i, u, _, t, k in rows],
+                      columns=["block_id", "interpreter_id", "interpreter", "submitted_at", "skip_reason"])
+    perm = pd.DataFrame([p for *_, p, _, _ in rows] or None, columns=list(KEYS))
     return pd.concat([df, perm], axis=1)
 
 
@@ -375,9 +424,21 @@ def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: boo
                        include_blocks: bool = False, pseudonyms: dict[int, str] | None = None) -> dict:
     """The campaign's agreement figures (annotator.agreement.campaign_agreement) over its blocks
     whose interpreters have all submitted (complete, disputed or adjudicated). Interpreters are
-    named by username, or by `pseudonyms` (user id -> name) for anything published."""
+    named by username, or by `pseudonyms` (user id -> name) for anything published. Can't-label
+    verdicts are passed as `skipped` (counted per interpreter and reason, their own nominal category)."""
     from . import agreement
 
+    stored = _stored_verdicts(campaign, round) if complete_only else None
+    if stored is not None:  # the released blocks' verdicts as stored at curation: one small row per block
+        from django.contrib.auth.models import User
+
+        arrays = stored
+        if not len(arrays.block_ids):
+            return {"n_blocks": 0, "n_raters": 0, "n_ratings": 0,
+                    "note": "no block has all its interpreters' splits (e.g. labels imported from a package)"}
+        names = dict(pseudonyms) if pseudonyms is not None else dict(
+            User.objects.filter(pk__in=[int(i) for i in arrays.rater_ids]).values_list("pk", "username"))
+        return _agreement_result(campaign, arrays, names, include_blocks)
     df = submitted_splits_table(campaign, round)
     if complete_only:
         released = set(blocks_of(campaign).filter(status__in=RELEASED).values_list("id", flat=True))
@@ -386,11 +447,31 @@ def campaign_agreement(campaign: Campaign, round: int = 1, *, complete_only: boo
         return {"n_blocks": 0, "n_raters": 0, "n_ratings": 0,
                 "note": "no block has all its interpreters' splits (e.g. labels imported from a package)"}
     names = dict(pseudonyms) if pseudonyms is not None else dict(zip(df["interpreter_id"], df["interpreter"]))
-    arrays = agreement.to_arrays(df)
+    arrays = agreement.to_arrays(df, skip="skip_reason")
+    return _agreement_result(campaign, arrays, names, include_blocks)
+
+
+def _stored_verdicts(campaign: Campaign, round: int):
+    """The released blocks' verdicts of `round` as stored at curation (annotator.verdict_records), as
+    agreement arrays; None when some released block has none stored for that round (then the splits
+    are read instead)."""
+    from . import verdict_records
+
+    rows = list(blocks_of(campaign).filter(status__in=RELEASED).order_by("id")
+                .values_list("id", "verdicts", "verdicts_round"))
+    if any(blob is None or r != round for _, blob, r in rows):
+        return None
+    return verdict_records.to_arrays([i for i, _, _ in rows], [blob for _, blob, _ in rows])
+
+
+def _agreement_result(campaign: Campaign, arrays, names: dict, include_blocks: bool) -> dict:
+    from . import agreement
+
     result = agreement.campaign_agreement(
         arrays.splits, arrays.present, arrays.submitted_at, tv_threshold=campaign.dispute_tv_threshold,
         rater_names=[names[i] for i in arrays.rater_ids],
-        fleiss_ratings_per_block=campaign.interpreters_per_block, include_blocks=include_blocks)
+        fleiss_ratings_per_block=campaign.interpreters_per_block, include_blocks=include_blocks,
+        skipped=arrays.skipped)
     if include_blocks:
         result["block_ids"] = [int(b) for b in arrays.block_ids]
     return result
@@ -498,6 +579,10 @@ def imagery_raster_path(campaign: Campaign):
 
     if not campaign.mosaic_path:
         return None
+    from . import media
+
+    if media.is_remote():  # object storage: a /vsis3/ path GDAL reads by byte ranges (annotator/media.py)
+        return Path(media.gdal_path(campaign.mosaic_path)) if media.exists(campaign.mosaic_path) else None
     path = Path(settings.MEDIA_ROOT) / campaign.mosaic_path
     return path if path.is_file() else None
 
@@ -513,22 +598,23 @@ def block_outlines(campaign: Campaign) -> list[tuple]:
 # --- the interpreters' notes for reviewers (released blocks only) -------------------------------
 
 def interpreter_notes_counts(campaign: Campaign, block_ids) -> dict[int, dict[str, int]]:
-    """{block id: {"comments": n, "flags": n}} of `block_ids` (released blocks of the review queue):
-    how many of their submitted splits carry a comment, and how many flags they carry in all. Blocks
-    without either are left out."""
+    """{block id: {"comments": n, "flags": n, "skips": n}} of `block_ids` (released blocks of the review
+    queue): how many of their submitted verdicts carry a comment, how many flags they carry in all, and
+    how many are can't-label verdicts (skips). Blocks without any are left out."""
     from .models import Annotation
 
     out: dict[int, dict[str, int]] = {}
     rows = (Annotation.objects.filter(assignment__campaign=campaign, assignment__block_id__in=list(block_ids),
                                       assignment__block__status__in=RELEASED,
                                       assignment__status=Assignment.Status.SUBMITTED)
-            .values_list("assignment__block_id", "comment", "flags"))
-    for block_id, comment, flags in rows:
-        n_comment, n_flags = int(bool((comment or "").strip())), len(flags or [])
-        if n_comment or n_flags:
-            counts = out.setdefault(block_id, {"comments": 0, "flags": 0})
+            .values_list("assignment__block_id", "comment", "flags", "skip_reason"))
+    for block_id, comment, flags, skip in rows:
+        n_comment, n_flags, n_skip = int(bool((comment or "").strip())), len(flags or []), int(bool(skip))
+        if n_comment or n_flags or n_skip:
+            counts = out.setdefault(block_id, {"comments": 0, "flags": 0, "skips": 0})
             counts["comments"] += n_comment
             counts["flags"] += n_flags
+            counts["skips"] += n_skip
     return out
 
 
@@ -538,3 +624,58 @@ def blocks_attribution(campaign: Campaign) -> str:
     sources = (blocks_of(campaign).exclude(source_name="").values_list("source_name", "licence")
                .distinct().order_by("source_name", "licence"))
     return "; ".join(f"{name} ({licence})" if licence else name for name, licence in sources)
+
+
+# --- the guidelines panel's examples (annotator.guidelines) -----------------------------------
+
+EXAMPLE_STATUSES = (StreetBlock.Status.COMPLETE, StreetBlock.Status.ADJUDICATED)  # settled labels only
+
+
+def _pure_q(class_index: int, threshold: int):
+    """Blocks whose label (the final split, else the consensus) gives class `class_index` at least
+    `threshold` per-mille."""
+    from django.db.models import Q
+
+    return (Q(**{f"final_permille__{class_index}__gte": threshold})
+            | Q(final_permille__isnull=True, **{f"consensus__{class_index}__gte": threshold}))
+
+
+def pure_example_blocks(user, campaign: Campaign, *, per_class: int = 4,
+                        threshold: int = 900) -> dict[int, list[dict]]:
+    """{class index: [{id, block_key, share, agreement_tv}, ...]}: per class, up to `per_class` of the
+    campaign's complete or adjudicated blocks whose label gives that class >= `threshold` per-mille,
+    best agreement first (lowest mean pairwise TV; none last), never one `user` still has to label
+    blind. Classes without any are left out."""
+    hidden = blind_pending_block_ids(user, campaign)
+    base = blocks_of(campaign).filter(status__in=EXAMPLE_STATUSES).exclude(pk__in=list(hidden))
+    out: dict[int, list[dict]] = {}
+    from lcz_model.classes import N_CLASSES
+
+    for i in range(N_CLASSES):
+        rows = (base.filter(_pure_q(i, threshold)).order_by(F("agreement_tv").asc(nulls_last=True), "id")
+                .values_list("id", "block_key", "final_permille", "consensus", "agreement_tv")[:per_class])
+        found = [{"id": pk, "block_key": key, "share": int((final or consensus)[i]), "agreement_tv": tv}
+                 for pk, key, final, consensus, tv in rows]
+        if found:
+            out[i] = found
+    return out
+
+
+def example_block(user, campaign_id: int, block_id: int, *, threshold: int = 900) -> StreetBlock:
+    """A block the guidelines panel may show `user` as an example: of a campaign they work on (any,
+    for admins), complete or adjudicated, pure (one class >= `threshold` per-mille), and not one they
+    still label blind; else NotFound (one answer for every reason)."""
+    from django.db.models import Q
+
+    from lcz_model.classes import N_CLASSES
+
+    campaign = campaigns_for(user).filter(pk=campaign_id).first() if user.is_active else None
+    if campaign is not None:
+        pure = Q()
+        for i in range(N_CLASSES):
+            pure |= _pure_q(i, threshold)
+        block = (blocks_of(campaign).filter(pk=block_id, status__in=EXAMPLE_STATUSES).filter(pure)
+                 .select_related("campaign").first())
+        if block is not None and may_see_block_labels(user, block):
+            return block
+    raise NotFound(f"example {block_id} not found")

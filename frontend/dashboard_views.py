@@ -22,7 +22,7 @@ from django.utils.cache import parse_etags
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_safe
 
-from annotator import prediction_jobs, selectors
+from annotator import block_tile_views, prediction_jobs, selectors
 from annotator.api.serializers import feature_collection, imagery_payload, review_block_payload
 from annotator.models import Annotation, Campaign, StreetBlock
 from lcz_model.classes import CLASSES, KEYS
@@ -159,8 +159,8 @@ def _interpreter_progress(campaign: Campaign, figures: dict) -> list[dict]:
     for name, a in sorted(selectors.interpreter_progress(campaign).items(), key=lambda kv: kv[0].lower()):
         assigned = a["assigned"]
         s = stats.get(name, {})
-        rows.append({"name": name, "assigned": assigned, "submitted": a["submitted"],
-                     "drafts": a["drafts"], "todo": a["todo"], "last": a["last"],
+        rows.append({"name": name, "assigned": assigned, "submitted": a["submitted"], "skipped": a["skipped"],
+                     "skips_by_reason": s.get("skips_by_reason") or {}, "drafts": a["drafts"], "todo": a["todo"], "last": a["last"],
                      "done_share": (100.0 * a["submitted"] / assigned) if assigned else 0.0,
                      "compared": s.get("n_blocks_compared", 0), "mad": fmt(s.get("mad"), 4),
                      "tv_to_others": fmt(s.get("tv_to_others"))})
@@ -201,7 +201,7 @@ def campaign_dashboard(request, pk: int):
         "threshold": campaign.dispute_tv_threshold,
         "scenes": imagery_scenes(campaign),
         "blocks_attribution": selectors.blocks_attribution(campaign),
-        "layer": reverse("dashboard:agreement-geojson", args=[campaign.pk]),
+        "layer": block_tile_views.tile_url_template(campaign.pk, "agreement"),   # vector tiles, per view
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
     }
     first = _first_disputed(campaign)
@@ -252,7 +252,8 @@ def agreement_geojson(request, pk: int):
     """The released blocks with their agreement (TV, dominant-class agreement, status) for the
     map layer. Only blocks every interpreter has submitted: never a split, never a name."""
     campaign = _reviewable_campaign(request, pk)
-    response = HttpResponse(feature_collection(selectors.agreement_layer(campaign)),
+    hidden = selectors.blind_pending_block_ids(request.user, campaign)   # as the agreement tiles
+    response = HttpResponse(feature_collection(selectors.agreement_layer(campaign, hidden=hidden)),
                             content_type="application/geo+json")
     response["Cache-Control"] = "private, no-cache"
     return response
@@ -301,14 +302,18 @@ def review_block(request, block_id: int):
         raise Http404("You still have to label this block yourself (blind); another reviewer adjudicates it.")
     assignments = selectors.block_splits(block)
     payload = review_block_payload(block, assignments)
-    columns = [{"key": f"a{a.pk}", "label": a.interpreter.username, "permille": a.annotation.permille,
-                "assignment": a.pk} for a in assignments]
+    columns = [{"key": f"a{a.pk}", "label": a.interpreter.username + (" (can't label)" if a.annotation.skip_reason
+                                                                      else ""),
+                "permille": a.annotation.permille, "assignment": a.pk, "skipped": bool(a.annotation.skip_reason)}
+               for a in assignments]
     flag_labels = dict(Annotation.Flag.choices)
     notes = [{"assignment": s["assignment"], "interpreter": s["interpreter"], "confidence": s["confidence"],
-              "flags": [flag_labels.get(f, f) for f in s["flags"] or []], "comment": s["comment"]}
+              "flags": [flag_labels.get(f, f) for f in s["flags"] or []], "comment": s["comment"],
+              "skip": s["skip_label"]}  # a can't-label verdict's reason, "" for a split
              for s in payload["splits"]]
     if block.consensus:
-        columns.append({"key": "consensus", "label": "Consensus", "permille": block.consensus, "assignment": None})
+        columns.append({"key": "consensus", "label": "Consensus", "permille": block.consensus, "assignment": None,
+                        "skipped": False})
     final = block.final_permille  # the consensus of a complete block, the adjudicated split, or None
     groups = []
     for group, title in (("built", "Built types (LCZ 1–10)"), ("natural", "Land-cover types (LCZ A–G)")):
@@ -340,7 +345,7 @@ def review_block(request, block_id: int):
         "queue": queue_url,
     }
     config["starts"] += [{"id": str(col["assignment"]), "label": col["label"], "permille": col["permille"]}
-                         for col in columns if col["assignment"] is not None]
+                         for col in columns if col["assignment"] is not None and not col["skipped"]]
     if final:
         config["starts"].append({"id": "final", "label": "current final", "permille": final})
     return render(request, "frontend/dashboard/review.html", {
@@ -364,6 +369,7 @@ def lcz_maps(request, pk: int):
         "scenes": imagery_scenes(campaign),
         "blocks_attribution": selectors.blocks_attribution(campaign),
         "fractions": reverse("fractions", args=[campaign.pk]),
+        "block_tiles": block_tile_views.tile_url_template(campaign.pk, "fractions"),   # what the page draws
         "review": reverse("dashboard:review", args=[0]).replace("/0/", "/{id}/"),
         "classes": [{"index": c.index, "key": c.key, "code": c.code, "label": c.label, "name": c.name,
                      "group": c.group, "colour": c.colour} for c in CLASSES],

@@ -63,8 +63,10 @@ def workspace(request, pk: int):
         "blocks_attribution": selectors.blocks_attribution(campaign),
         "classes": classes_payload(),
         "flags": [{"key": v, "label": label} for v, label in Annotation.Flag.choices],
+        "skip_reasons": [{"key": v, "label": label} for v, label in Annotation.SkipReason.choices if v],
         "api": {
             "blocks": f"/api/campaigns/{campaign.pk}/blocks/",
+            "block_tiles": f"/tiles/campaigns/{campaign.pk}/blocks/mine/{{z}}/{{x}}/{{y}}.mvt",   # the map's layer
             "progress": f"/api/campaigns/{campaign.pk}/progress/",
             "next": f"/api/campaigns/{campaign.pk}/next/",
             "assignment": "/api/assignments/{id}/",

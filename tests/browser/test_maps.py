@@ -2,9 +2,9 @@
 pytest-django's live server: blocks coloured by one class's fraction or by their dominant class, from
 the consensus or a model's predictions, over SYNTHETIC imagery; reviewers and admins only.
 
-Colours are checked twice: the style Leaflet holds for a block, and the pixel the canvas renderer
-actually drew at the block's interior (read from the overlay canvas itself, so the imagery under it
-does not matter)."""
+Colours are checked twice: the style Leaflet holds for a block's drawn vector-tile path, and the
+fill the browser paints at the block's interior (the path hit there, as computed for painting, so
+the imagery under it does not matter)."""
 from __future__ import annotations
 
 import os
@@ -68,16 +68,19 @@ def mapped(team, campaign):
 # --- helpers on the page ------------------------------------------------------------------------
 
 def drawn(page, block) -> list[int]:
-    """[r, g, b, a] the canvas renderer drew at a point inside the block (after the next frames)."""
-    p = block.geom.point_on_surface
+    """[r, g, b, a] the browser paints at a point inside the block (after the next frames): the fill
+    of the vector-tile path it hits there, as computed for painting (so the imagery under it does
+    not matter)."""
+    x, y = block_screen_point(page, block, "window.lczMaps.map")
     return page.evaluate(
-        """async ([lat, lng]) => {
+        """async ([x, y]) => {
             await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
-            const { map, renderer } = window.lczMaps;
-            const lp = map.latLngToLayerPoint([lat, lng]).subtract(renderer._bounds.min);
-            const dpr = window.devicePixelRatio || 1;
-            return Array.from(renderer._ctx.getImageData(Math.round(lp.x * dpr), Math.round(lp.y * dpr), 1, 1).data);
-        }""", [p.y, p.x])
+            const el = document.elementFromPoint(x, y);
+            if (!el || el.tagName !== "path") return [0, 0, 0, 0];
+            const cs = getComputedStyle(el);
+            const rgb = cs.fill.match(/\\d+/g).map(Number);
+            return [rgb[0], rgb[1], rgb[2], Math.round(255 * Number(cs.fillOpacity))];
+        }""", [x, y])
 
 
 def style(page, block) -> dict:

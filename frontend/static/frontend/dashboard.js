@@ -1,7 +1,8 @@
 /* The coordinator's dashboard: the map of the blocks coloured by agreement.
  *
  * Configuration comes from #dash-config (frontend.dashboard_views.campaign_dashboard); Leaflet from
- * django-leaflet's static files; the map and its imagery from basemap.js. Class order and colours come
+ * django-leaflet's static files; the map and its imagery from basemap.js; the blocks as vector
+ * tiles of the agreement layer (blocktiles.js). Class order and colours come
  * from the server (lcz_model.classes), never from here. The reviewer's page is review.js.
  */
 (function () {
@@ -47,24 +48,12 @@
     if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
     else map.setView([0, 0], 2);
 
-    const style = (f) => {
-      const p = f.properties;
+    const style = (p) => {
       const o = OUTLINE[p.status] || OUTLINE.complete;
       return { color: o.color, weight: o.weight, dashArray: o.dashArray, opacity: 1,
                fillColor: tvColour(p.tv, cfg.threshold), fillOpacity: 0.7 };
     };
-    const layer = L.geoJSON(null, {
-      style,
-      onEachFeature: (f, l) => {
-        const p = f.properties;
-        const tv = p.tv == null ? "—" : p.tv.toFixed(3);
-        l.bindTooltip(`${esc(p.block_key)} · TV ${tv} · ${esc(p.status)}`);
-        const url = cfg.review.replace("{id}", f.id);
-        l.bindPopup(`<strong>${esc(p.block_key)}</strong><br>mean pairwise TV ${tv}<br>` +
-          `dominant class ${p.dominant_agrees ? "agreed" : "<b>split</b>"}<br>status: ${esc(p.status)}<br>` +
-          `<a href="${esc(url)}">${p.status === "disputed" ? "Adjudicate" : "Review"} →</a>`);
-      },
-    }).addTo(map);
+    const tvText = (p) => (p.tv == null ? "—" : p.tv.toFixed(3));
     const status = L.control({ position: "topright" });
     status.onAdd = () => {
       const d = L.DomUtil.create("div", "map-note");
@@ -72,16 +61,28 @@
       return d;
     };
     status.addTo(map);
-    fetch(cfg.layer, { credentials: "same-origin" })
-      .then((r) => { if (!r.ok) throw new Error(`HTTP ${r.status}`); return r.json(); })
-      .then((data) => {
-        layer.addData(data);
-        const n = data.features.length;
-        status.getContainer().textContent = n ? `${n} blocks with every split` : "No block has every split yet";
-        if (n) map.fitBounds(layer.getBounds(), { padding: [20, 20] });
-        el.dataset.loaded = String(n);
-      })
-      .catch((e) => { status.getContainer().textContent = `Could not load the blocks (${e.message}).`; });
+    // the released blocks as vector tiles of the view (never the whole campaign at once)
+    const note = () => {
+      const z = map.getZoom();
+      if (z < window.lczBlockTiles.MIN_ZOOM) { status.getContainer().textContent = "Zoom in to see the blocks"; return; }
+      const n = layer.features.size;
+      status.getContainer().textContent = n ? `${n} blocks with every split here` : "No block has every split here yet";
+      el.dataset.loaded = String(n);
+    };
+    const layer = window.lczBlockTiles.layer(map, cfg.layer, {
+      layerName: "agreement",
+      style,
+      tooltip: (p) => `${esc(p.block_key)} · TV ${tvText(p)} · ${esc(p.status)}`,
+      click: (id, p, e) => {
+        const url = cfg.review.replace("{id}", id);
+        map.openPopup(`<strong>${esc(p.block_key)}</strong><br>mean pairwise TV ${tvText(p)}<br>` +
+          `dominant class ${p.dominant_agrees ? "agreed" : "<b>split</b>"}<br>status: ${esc(p.status)}<br>` +
+          `<a href="${esc(url)}">${p.status === "disputed" ? "Adjudicate" : "Review"} →</a>`, e.latlng);
+      },
+      onLoad: note,
+    });
+    map.on("zoomend", note);
+    note();
 
     const legend = L.control({ position: "bottomright" });
     legend.onAdd = () => {

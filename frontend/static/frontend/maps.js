@@ -3,9 +3,9 @@
  *
  * Configuration comes from #maps-config (frontend.dashboard_views.lcz_maps); classes, their order
  * and their WUDAPT colours come from the server (lcz_model.classes), never from here. The blocks come
- * from GET /api/campaigns/{id}/fractions/?source=... (GeoJSON, 17 per-mille values per block) and are
- * drawn on one canvas renderer, over the map and imagery of basemap.js. Keyboard: ← / → previous /
- * next class, d toggles the dominant mode.
+ * as vector tiles of the view (/tiles/campaigns/{id}/blocks/fractions/{z}/{x}/{y}.mvt?source=..., 17
+ * per-mille values per block; blocktiles.js), over the map and imagery of basemap.js: never the
+ * whole campaign. Keyboard: ← / → previous / next class, d toggles the dominant mode.
  */
 (function () {
   "use strict";
@@ -64,18 +64,8 @@
     if (b) map.fitBounds([[b[1], b[0]], [b[3], b[2]]], { paddingTopLeft: [left + 20, 20], paddingBottomRight: [20, 20], animate: false });
     else map.setView([0, 0], 2);
 
-    const renderer = L.canvas({ padding: 0.5 });
-    const layer = L.geoJSON(null, {
-      renderer,
-      style: styleOf,
-      onEachFeature: (f, l) => {
-        l.bindTooltip(() => tooltipOf(f.properties), { sticky: true, direction: "top", className: "lcz-tip" });
-        if (state.source === "consensus" && cfg.review) {
-          l.bindPopup(() => `<strong>${esc(f.properties.block_key)}</strong><br>` +
-            `<a href="${esc(cfg.review.replace("{id}", f.id))}">Open its splits for review →</a>`);
-        }
-      },
-    }).addTo(map);
+    let layer = null;                       // the source's vector tiles (a new layer per source)
+    const features = () => (layer ? [...layer.features.values()] : []);
 
     const note = L.control({ position: "topright" });
     note.onAdd = () => L.DomUtil.create("div", "map-note");
@@ -100,8 +90,7 @@
     /** From the consensus, a disputed block (not adjudicated yet) is shown as disputed, never as a class. */
     const isDisputed = (p) => state.source === "consensus" && p.status === "disputed";
 
-    function styleOf(feature) {
-      const p = feature.properties;
+    function styleOf(p) {
       if (isDisputed(p)) return { ...DISPUTED, fillOpacity: DISPUTED.fillOpacity * state.opacity };
       if (state.mode === "dominant") {
         const c = byKey[p.dominant];
@@ -138,7 +127,7 @@
       const d = legend.getContainer();
       const src = sourceSel.selectedOptions[0] ? sourceSel.selectedOptions[0].textContent : state.source;
       let nDisputed = 0;
-      layer.eachLayer((l) => { if (isDisputed(l.feature.properties)) nDisputed += 1; });
+      for (const p of features()) if (isDisputed(p)) nDisputed += 1;
       const disputedRow = nDisputed
         ? `<div class="legend-row" data-key="disputed"><i class="swatch disputed-swatch"></i>` +
           `<span>Disputed (not adjudicated yet)</span><span class="count">${nDisputed}</span></div>` : "";
@@ -158,10 +147,7 @@
           disputedRow + `<div class="legend-source muted">${esc(src)}</div>`;
       } else {
         const counts = {};
-        layer.eachLayer((l) => {
-          const p = l.feature.properties;
-          if (!isDisputed(p)) counts[p.dominant] = (counts[p.dominant] || 0) + 1;
-        });
+        for (const p of features()) if (!isDisputed(p)) counts[p.dominant] = (counts[p.dominant] || 0) + 1;
         const present = classes.filter((c) => counts[c.key]);
         d.dataset.mode = "dominant";
         delete d.dataset.class;
@@ -175,7 +161,7 @@
     }
 
     function restyle() {
-      layer.setStyle(styleOf);
+      if (layer) layer.restyle();
       renderLegend();
       modeInputs.forEach((i) => { i.checked = i.value === state.mode; });
       classButtons.forEach((btn) => {
@@ -191,9 +177,6 @@
     }
 
     // --- data ------------------------------------------------------------------------------------
-    const cache = new Map();
-    let ticket = 0;
-
     function addSource(id) {
       const o = document.createElement("option");
       o.value = id;
@@ -201,45 +184,43 @@
       sourceSel.appendChild(o);
     }
 
-    async function load(source) {
-      const mine = ++ticket;
-      mapEl.dataset.loaded = "";
-      setNote("Loading blocks …", "busy");
-      let data = cache.get(source);
-      try {
-        if (!data) {
-          const url = `${cfg.fractions}?source=${encodeURIComponent(source)}`;
-          const r = await fetch(url, { credentials: "same-origin" });
-          if (!r.ok) {
-            let detail = "";
-            try { const body = await r.json(); detail = body.detail || JSON.stringify(body.source || body); } catch (e) { /* not JSON */ }
-            throw new Error(`HTTP ${r.status}${detail ? ": " + detail : ""}`);
-          }
-          data = await r.json();
-          cache.set(source, data);
-        }
-      } catch (e) {
-        if (mine !== ticket) return;
-        layer.clearLayers();
-        renderLegend();
-        setNote(`Could not load the blocks (${e.message}).`, "error");
-        mapEl.dataset.loaded = "error";
+    /** What the loaded tiles hold, in the note and the legend (after every load, zoom and source). */
+    function loaded() {
+      if (map.getZoom() < window.lczBlockTiles.MIN_ZOOM) {
+        setNote("Zoom in to see the blocks.", "empty");
+        mapEl.dataset.loaded = "";
         return;
       }
-      if (mine !== ticket) return;   // the person has switched again meanwhile
-      for (const v of data.model_versions || []) {
-        if (!Array.from(sourceSel.options).some((o) => o.value === v)) addSource(v);
-      }
-      layer.clearLayers();
-      layer.addData(data);
-      const n = data.features.length;
-      setNote(n ? `${n} block${n === 1 ? "" : "s"} · ${sourceSel.selectedOptions[0].textContent}`
-        : (source === "consensus"
-          ? "No block has a consensus yet: blocks appear once all their interpreters have submitted."
-          : `Model ${source} has no predictions here.`), n ? "" : "empty");
-      restyle();
+      if (!layer || layer.isLoading()) return;
+      const n = layer.features.size;
+      setNote(n ? `${n} block${n === 1 ? "" : "s"} here · ${sourceSel.selectedOptions[0].textContent}`
+        : (state.source === "consensus"
+          ? "No block here has a consensus yet: blocks appear once all their interpreters have submitted."
+          : `Model ${state.source} has no predictions here.`), n ? "" : "empty");
+      renderLegend();
       mapEl.dataset.loaded = String(n);
     }
+
+    function load(source) {
+      mapEl.dataset.loaded = "";
+      setNote("Loading blocks …", "busy");
+      if (layer) map.removeLayer(layer);
+      const url = `${cfg.block_tiles}?source=${encodeURIComponent(source)}`;
+      layer = window.lczBlockTiles.layer(map, url, {
+        layerName: "fractions",
+        style: styleOf,
+        tooltip: tooltipOf,
+        click: (id, p, e) => {
+          if (source !== "consensus" || !cfg.review) return;
+          map.openPopup(`<strong>${esc(p.block_key)}</strong><br>` +
+            `<a href="${esc(cfg.review.replace("{id}", id))}">Open its splits for review →</a>`, e.latlng);
+        },
+        onLoad: loaded,
+      });
+      restyle();
+      loaded();
+    }
+    map.on("zoomend", loaded);
 
     // --- controls --------------------------------------------------------------------------------
     function setClass(key) {
@@ -267,7 +248,7 @@
     if (opacityInput) {
       opacityInput.addEventListener("input", () => {
         state.opacity = Math.max(0, Math.min(100, Number(opacityInput.value))) / 100;
-        layer.setStyle(styleOf);
+        if (layer) layer.restyle();
       });
     }
 
@@ -289,18 +270,21 @@
     restyle();
     load(state.source);
 
-    /** For tests and the console: the colour a block is drawn with now. */
+    /** For tests and the console: the colour a block is drawn with now (the options of its drawn path). */
     function styleOfBlock(blockKey) {
-      let out = null;
-      layer.eachLayer((l) => {
-        if (l.feature.properties.block_key === blockKey) {
-          out = { fillColor: l.options.fillColor, fillOpacity: l.options.fillOpacity, color: l.options.color };
+      const id = [...(layer ? layer.features : [])].find(([, p]) => p.block_key === blockKey);
+      if (!id) return null;
+      for (const key in layer._vectorTiles) {
+        const drawn = layer._vectorTiles[key]._features[id[0]];
+        if (drawn) {
+          const o = drawn.feature.options;
+          return { fillColor: o.fillColor, fillOpacity: o.fillOpacity, color: o.color };
         }
-      });
-      return out;
+      }
+      return null;
     }
 
-    window.lczMaps = { map, layer, renderer, state, ramp, styleOfBlock, setClass, toggleDominant, load };
+    window.lczMaps = { map, get layer() { return layer; }, state, ramp, styleOfBlock, setClass, toggleDominant, load };
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -1,5 +1,6 @@
-/* The workspace's map (see core.js for the parts): imagery, my blocks coloured by my status (loaded
- * per viewport), the open block's outline, the legend, and moving to a block. */
+/* The workspace's map (see core.js for the parts): imagery, my blocks coloured by my status (vector
+ * tiles of the view, /tiles/campaigns/<id>/blocks/mine/..., drawn by blocktiles.js), the open
+ * block's outline, the legend, and moving to a block. */
 (function () {
   "use strict";
 
@@ -7,12 +8,8 @@
   const { CFG, STATUS, LOCKED, ed } = W;
   const { esc } = window.lczDom;
   const BLOCKS_MIN_ZOOM = 14;                  // below this only the campaign outline is drawn
-  const MOVE_DEBOUNCE_MS = 200;
 
-  // one canvas for every block outline: no DOM node per feature, so 20,000 blocks stay smooth
-  const renderer = L.canvas({ padding: 0.3, tolerance: 3 });
-  const map = window.lczBasemap.newMap("map", { renderer, zoomSnap: 1, keyboard: false },
-                                          CFG.blocks_attribution);
+  const map = window.lczBasemap.newMap("map", { zoomSnap: 1, keyboard: false }, CFG.blocks_attribution);
 
   window.lczBasemap.addScenes(map, CFG.campaign.scenes.map((scene) => ({
     tiles: scene.tiles,
@@ -30,17 +27,41 @@
                               dashArray: "6 6", opacity: 0.6 }).addTo(map);
   }
 
-  function blockStyle(feature) {
-    const s = STATUS[feature.properties.status] || STATUS.todo;
+  function blockStyle(props) {
+    const s = STATUS[props.status] || STATUS.todo;
     return { color: s.color, weight: s.weight, opacity: s.opacity == null ? 0.95 : s.opacity,
-             fillColor: s.color, fillOpacity: s.fillOpacity };
+             fill: true, fillColor: s.color, fillOpacity: s.fillOpacity };
   }
-  const blockLayers = new Map();     // block id -> Leaflet layer (canvas path, no DOM per feature)
-  const blocks = L.geoJSON(null, {
-    style: blockStyle,
-    onEachFeature: (f, layer) => { blockLayers.set(f.id, layer); },
-  }).addTo(map);
-  blocks.on("click", (e) => onBlockClick(e.layer.feature));
+  // block id -> {feature: {id, properties}} of every block in a loaded tile (the blocks "here")
+  const blockLayers = new Map();
+  // statuses saved here after a tile was asked for: that tile is older than they are
+  const localStatus = new Map();     // block id -> {status, at}
+  const newerLocally = (id, started) => localStatus.has(id) && localStatus.get(id).at >= started;
+  let blocks = null;
+  // the blocks' own pane, above the overlay pane's canvas (the campaign's outline), which would
+  // otherwise take the clicks meant for them
+  const blocksPane = map.createPane("blocks");
+  blocksPane.style.zIndex = 410;
+  function syncBlocks(features) {
+    for (const id of blockLayers.keys()) if (!features.has(id)) blockLayers.delete(id);
+    for (const [id, properties] of features) {
+      const have = blockLayers.get(id);
+      if (!have || have.feature.properties !== properties) blockLayers.set(id, { feature: { id, properties } });
+    }
+    legend.update();
+  }
+  function makeBlocksLayer() {
+    return window.lczBlockTiles.layer(map, CFG.api.block_tiles, {
+      layerName: "mine",
+      style: blockStyle,
+      hover: false,
+      minZoom: BLOCKS_MIN_ZOOM,
+      pane: "blocks",                  // under the open block's outline; faded by the opacity control
+      adjust: (id, props, started) => { if (newerLocally(id, started)) props.status = localStatus.get(id).status; },
+      click: (id, properties) => onBlockClick({ id, properties }),
+      onChange: syncBlocks,
+    });
+  }
   // the open block: a white line over a dark halo reads on any imagery and any status colour
   // (its own pane and canvas above the blocks, so reloading blocks never paints over it)
   const selectedPane = map.createPane("selected");
@@ -61,77 +82,22 @@
   let moving = false;
   map.on("movestart", () => { moving = true; });
   map.on("moveend", () => { moving = false; });
-  let loadedZoom = null;
-  let blocksCtrl = null;
-  let moveTimer = null;
-  let lastQuery = null;              // the blocks query in flight or last answered (a view that did not change asks nothing)
-  map.on("moveend", () => { clearTimeout(moveTimer); moveTimer = setTimeout(loadBlocks, MOVE_DEBOUNCE_MS); });
+  map.on("zoomend", () => zoomHint.update(Math.round(map.getZoom())));
 
-  /** My blocks in the view (and a margin); `force`: ask again even if the view is the one last asked for. */
-  async function loadBlocks(force = false) {
-    const z = Math.round(map.getZoom());
-    zoomHint.update(z);
-    if (z < BLOCKS_MIN_ZOOM) {
-      if (blocksCtrl) blocksCtrl.abort();
-      blocks.clearLayers(); blockLayers.clear(); loadedZoom = null; lastQuery = null; legend.update();
-      return;
-    }
-    const b = map.getBounds().pad(0.2);
-    const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
-    const bbox = [clamp(b.getWest(), -180, 180), clamp(b.getSouth(), -85.06, 85.06),
-                  clamp(b.getEast(), -180, 180), clamp(b.getNorth(), -85.06, 85.06)].map((v) => v.toFixed(6)).join(",");
-    const query = `${CFG.api.blocks}?bbox=${bbox}&zoom=${z}`;
-    if (!force && query === lastQuery) return;     // e.g. the first view's moveend right after the start's own load
-    lastQuery = query;
-    if (blocksCtrl) blocksCtrl.abort();
-    const ctrl = new AbortController();
-    blocksCtrl = ctrl;
-    const started = performance.now();
-    let fc;
-    try {
-      const res = await fetch(query, {
-        credentials: "same-origin", signal: ctrl.signal, headers: { Accept: "application/json" } });
-      if (!res.ok) throw new Error(`HTTP ${res.status}`);
-      fc = await res.json();
-    } catch (err) {
-      if (err.name === "AbortError") return;
-      if (lastQuery === query) lastQuery = null;
-      W.toast("Could not load the blocks here; retrying…");
-      clearTimeout(moveTimer);
-      moveTimer = setTimeout(() => loadBlocks(true), 5000);
-      return;
-    }
-    if (ctrl !== blocksCtrl) return;
-    if (loadedZoom !== z) { blocks.clearLayers(); blockLayers.clear(); loadedZoom = z; }  // new simplification
-    const seen = new Set();
-    for (const f of fc.features) {
-      seen.add(f.id);
-      const have = blockLayers.get(f.id);
-      if (have) {
-        if (have.feature.properties.status !== f.properties.status && !newerLocally(f.id, started)) {
-          have.feature.properties.status = f.properties.status;
-          have.setStyle(blockStyle(have.feature));
-        }
-        continue;
-      }
-      if (newerLocally(f.id, started)) f.properties.status = localStatus.get(f.id).status;
-      blocks.addData(f);
-    }
-    for (const [id, layer] of blockLayers) {
-      if (!seen.has(id) && id !== ed.blockId) { blocks.removeLayer(layer); blockLayers.delete(id); }
-    }
-    legend.update();
+  /** My blocks: the tiles of the view (Leaflet asks for new tiles as the view moves); `force`:
+   * ask the server again for the tiles in view (statuses changed elsewhere). */
+  function loadBlocks(force = false) {
+    zoomHint.update(Math.round(map.getZoom()));
+    if (!blocks) { blocks = makeBlocksLayer(); return; }
+    if (force) blocks.refresh();
   }
 
-  // statuses saved here after a blocks request had started: that answer is older than they are
-  const localStatus = new Map();     // block id -> {status, at}
-  const newerLocally = (id, started) => localStatus.has(id) && localStatus.get(id).at >= started;
   function setBlockStatus(blockId, status) {
     localStatus.set(blockId, { status, at: performance.now() });
     const layer = blockLayers.get(blockId);
     if (layer && !LOCKED.has(layer.feature.properties.status)) {
       layer.feature.properties.status = status;
-      layer.setStyle(blockStyle(layer.feature));
+      blocks.resetFeatureStyle(blockId);         // drawn again from the status, in every tile
       legend.update();
     }
   }
@@ -195,7 +161,7 @@
   function setOverlay(v, announce = true) {
     overlay = Math.max(0, Math.min(1, Number(v)));
     if (!Number.isFinite(overlay)) overlay = 1;
-    overlayPane.style.opacity = String(overlay);
+    overlayPane.style.opacity = blocksPane.style.opacity = String(overlay);
     overlayCtl._input.value = String(Math.round(overlay * 100));
     try { localStorage.setItem(OVERLAY_KEY, String(overlay)); } catch (err) { /* private mode */ }
     if (announce) W.toast(`Blocks ${overlay === 0 ? "hidden" : overlay < 1 ? "faint" : "visible"} (o changes it).`, 1500);
@@ -210,11 +176,8 @@
 
   // ---------------------------------------------------------------- moving by keys
   /** Pan by a third of the view (dx, dy in -1, 0, 1). */
-  function panStep(dx, dy) {
-    const size = map.getSize();
-    map.panBy([Math.round(dx * size.x / 3), Math.round(dy * size.y / 3)], { duration: 0.2 });
-  }
-  const zoomStep = (d) => (d > 0 ? map.zoomIn(1) : map.zoomOut(1));
+  const panStep = (dx, dy) => window.lczShortcuts.panStep(map, dx, dy);
+  const zoomStep = (d) => window.lczShortcuts.zoomStep(map, d);
   /** Back to the open block (false when none is open). */
   function centreOnBlock() {
     if (!ed.open || !ed.a) return false;

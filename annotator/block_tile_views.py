@@ -1,0 +1,64 @@
+"""The campaign's blocks as Mapbox Vector Tiles (annotator.vector_tiles), for the map pages.
+
+/tiles/campaigns/<id>/blocks/<layer>/<z>/<x>/<y>.mvt, layer: mine (any member: my own status),
+status, agreement, fractions (?source=consensus|MODEL_VERSION) (reviewers and admins). Fetched by
+map code, so anyone else gets a plain 403 (before learning whether the campaign exists). ETag of
+the tile's bytes, revalidated on every use (`no-cache`: statuses change with every save).
+"""
+from __future__ import annotations
+
+from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotModified
+from django.views.decorators.http import require_safe
+
+from . import selectors, services, vector_tiles
+from .tile_views import _etag_matches
+
+CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
+CACHE_CONTROL = "private, no-cache"
+
+
+def _text(status: int, message: str) -> HttpResponse:
+    return HttpResponse(message + "\n", status=status, content_type="text/plain; charset=utf-8")
+
+
+@require_safe
+def block_tile(request, campaign_id: int, layer: str, z: int, x: int, y: int):
+    user = request.user
+    if not (user.is_authenticated and user.is_active):
+        return HttpResponseForbidden("Log in to see the blocks.\n", content_type="text/plain; charset=utf-8")
+    campaign, reviewer = selectors.campaign_with_roles(user, campaign_id)
+    if campaign is None or (layer in vector_tiles.REVIEWER_LAYERS and not reviewer):
+        return HttpResponseForbidden("Only the campaign's members (this layer: its reviewers) see its blocks.\n",
+                                     content_type="text/plain; charset=utf-8")
+    if not vector_tiles.MIN_ZOOM <= z <= vector_tiles.MAX_ZOOM:
+        return _text(404, f"block tiles exist for zooms {vector_tiles.MIN_ZOOM} to {vector_tiles.MAX_ZOOM}")
+    source = None
+    if layer == "fractions":
+        source = request.GET.get("source") or "consensus"
+        if source != "consensus" and source not in selectors.model_versions(campaign):
+            return _text(400, f"source must be consensus or one of the campaign's model versions, not {source!r}")
+    try:
+        tile = vector_tiles.block_tile(layer, user, campaign, z, x, y, source)
+    except vector_tiles.BadTile as exc:
+        return _text(400, str(exc))
+    if source not in (None, "consensus") and tile.data:
+        services.record_predictions_shown(campaign, user, source)   # audit: a model's splits were shown
+    if _etag_matches(request.headers.get("If-None-Match"), tile.etag):
+        response = HttpResponseNotModified()
+    elif not tile.data:
+        response = HttpResponse(status=204)                          # no block here
+    else:
+        response = HttpResponse(tile.data, content_type=CONTENT_TYPE)
+    response["ETag"] = tile.etag
+    response["Cache-Control"] = CACHE_CONTROL
+    return response
+
+
+def tile_url_template(campaign_id: int, layer: str) -> str:
+    """The layer's tile URL with {z}/{x}/{y} placeholders, for the pages' configuration."""
+    from django.urls import reverse
+
+    s = 987654321
+    url = reverse("tiles:block-tile", kwargs={"campaign_id": campaign_id, "layer": layer, "z": s, "x": s + 1,
+                                              "y": s + 2})
+    return url.replace(str(s + 1), "{x}").replace(str(s + 2), "{y}").replace(str(s), "{z}")

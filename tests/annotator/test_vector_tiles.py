@@ -1,0 +1,256 @@
+"""Blocks as Mapbox Vector Tiles: per-role layers, blindness, ETags, bad tiles, and the PostGIS
+tile against the Python encoder (SpatiaLite's) and the GeoJSON layers of selectors."""
+from __future__ import annotations
+
+import math
+import uuid
+
+import mapbox_vector_tile
+import pytest
+from django.test import Client
+
+from annotator import selectors, services, vector_tiles
+from annotator.models import Assignment, AuditEvent, Prediction, StreetBlock
+from lcz_model.classes import KEYS
+from tests.annotator.helpers import split, submit_block
+
+Z = 16
+
+
+def tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
+    n = 1 << z
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return x, y
+
+
+def covering_tiles(campaign, z: int = Z) -> list[tuple[int, int, int]]:
+    """Every tile at zoom z over the campaign's blocks."""
+    w, s, e, n = selectors.campaign_extent(campaign)
+    x0, y0 = tile_xy(w, n, z)
+    x1, y1 = tile_xy(e, s, z)
+    return [(z, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+
+
+def url(campaign, layer: str, z: int, x: int, y: int, query: str = "") -> str:
+    return f"/tiles/campaigns/{campaign.pk}/blocks/{layer}/{z}/{x}/{y}.mvt{query}"
+
+
+def decode(data: bytes, layer: str) -> dict[int, dict]:
+    """Block id -> properties of one tile's features."""
+    if not data:
+        return {}
+    layers = mapbox_vector_tile.decode(data)
+    assert set(layers) == {layer}
+    assert layers[layer]["extent"] == vector_tiles.EXTENT
+    return {f["id"]: f["properties"] for f in layers[layer]["features"]}
+
+
+def fetch_layer(client: Client, campaign, layer: str, query: str = "") -> dict[int, dict]:
+    """The features of every tile over the campaign, through HTTP (a block on two tiles once)."""
+    seen: dict[int, dict] = {}
+    for z, x, y in covering_tiles(campaign):
+        r = client.get(url(campaign, layer, z, x, y, query))
+        assert r.status_code in (200, 204), r.content[:200]
+        if r.status_code == 200:
+            assert r["Content-Type"] == "application/vnd.mapbox-vector-tile"
+            assert r["Cache-Control"] == "private, no-cache"
+            for pk, props in decode(r.content, layer).items():
+                assert seen.setdefault(pk, props) == props     # the same block, the same properties
+    return seen
+
+
+def geojson_props(features) -> dict[int, dict]:
+    """The GeoJSON layer's properties as a tile carries them (MVT has no null)."""
+    return {pk: {k: v for k, v in props.items() if v is not None} for pk, _, props in features}
+
+
+def login(user) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+@pytest.fixture
+def curated(team, campaign):
+    """Block 0 complete (LCZ 6), block 1 disputed, block 2 complete (LCZ 8), block 3 one draft."""
+    blocks = list(StreetBlock.objects.filter(campaign=campaign).order_by("id"))
+    submit_block(blocks[0], lambda u: split(lcz_6=600, lcz_b=400))
+    users = list(Assignment.objects.filter(block=blocks[1]).order_by("interpreter__username")
+                 .values_list("interpreter__username", flat=True))
+    thirds = dict(zip(users, [split(lcz_6=1000), split(lcz_b=1000), split(lcz_d=1000)]))
+    submit_block(blocks[1], thirds.__getitem__)
+    submit_block(blocks[2], lambda u: split(lcz_8=800, lcz_e=200))
+    draft = Assignment.objects.filter(block=blocks[3]).order_by("interpreter__username").first()
+    services.save_annotation(draft, draft.interpreter, request_id=uuid.uuid4(), version=None,
+                             split=split(lcz_6=500), submit=False)
+    for b in blocks:
+        b.refresh_from_db()
+    assert [b.status for b in blocks] == ["complete", "disputed", "complete", "in_progress"]
+    return blocks
+
+
+def test_an_interpreters_tile_carries_only_their_own_status(team, campaign, curated):
+    draft = Assignment.objects.get(block=curated[3], status=Assignment.Status.DRAFT)
+    others = Assignment.objects.filter(block=curated[3]).exclude(pk=draft.pk).select_related("interpreter")
+    for who in [draft.interpreter, *[a.interpreter for a in others], team["dan"]]:
+        got = fetch_layer(login(who), campaign, "mine")
+        assert set(got) == {b.pk for b in curated}                      # every block, for the map
+        assert got == geojson_props(selectors.my_block_layer(who, campaign, None, None))
+        mine = {a.block_id: a for a in Assignment.objects.filter(interpreter=who)}
+        for pk, props in got.items():
+            assert set(props) <= {"block_key", "area_m2", "status", "assignment", "edge"}
+            if pk not in mine:
+                assert props["status"] == "unassigned" and "assignment" not in props
+                continue
+            assert props["assignment"] == mine[pk].pk                   # my assignment, never another's
+            if pk == curated[3].pk:                                    # the block one interpreter drafted
+                assert props["status"] == ("draft" if who == draft.interpreter else "todo")
+    # a reviewer's map of everyone's progress is not for interpreters
+    ann = login(team["ann"])
+    z, x, y = covering_tiles(campaign)[0]
+    for layer in ("status", "agreement", "fractions"):
+        assert ann.get(url(campaign, layer, z, x, y)).status_code == 403
+
+
+def test_reviewer_layers_match_the_geojson_layers(team, campaign, curated):
+    rev = login(team["rev"])
+    assert fetch_layer(rev, campaign, "status") == geojson_props(selectors.block_status_layer(campaign))
+    agreement = fetch_layer(rev, campaign, "agreement")
+    assert agreement == geojson_props(selectors.agreement_layer(campaign))
+    assert set(agreement) == {curated[0].pk, curated[1].pk, curated[2].pk}
+    assert agreement[curated[1].pk]["status"] == "disputed" and agreement[curated[1].pk]["tv"] > 0.3
+    fractions = fetch_layer(rev, campaign, "fractions", "?source=consensus")
+    rows = selectors.fraction_rows(campaign, "consensus")
+    assert fractions == geojson_props(selectors.fraction_layer(rows))
+    assert fractions[curated[0].pk]["dominant"] == "lcz_6" and fractions[curated[2].pk]["dominant"] == "lcz_8"
+    assert fractions[curated[2].pk]["lcz_8"] == 800 and set(KEYS) <= set(fractions[curated[2].pk])
+    assert curated[3].pk not in fractions                               # not released: no label
+
+
+def test_blind_blocks_never_reach_a_viewer_who_still_labels_them(team, campaign, curated):
+    """A reviewer who also holds an open blind assignment of a released block (a second blind
+    round) gets neither its agreement nor its fractions; the admin does."""
+    rev = team["rev"]
+    services.add_member(campaign, rev, "interpreter")
+    Assignment.objects.create(campaign=campaign, block=curated[0], interpreter=rev, round=2)
+    Prediction.objects.create(campaign=campaign, block=curated[0], model_version="m1",
+                              permille=list(split(lcz_2=700, lcz_6=300).values()), entropy=0.1, bald=0.1, margin=0.1)
+    Prediction.objects.create(campaign=campaign, block=curated[3], model_version="m1",
+                              permille=list(split(lcz_9=1000).values()), entropy=0.1, bald=0.1, margin=0.1)
+    assert selectors.blind_pending_block_ids(rev, campaign) == {curated[0].pk}
+    c_rev, c_adm = login(rev), login(team["adm"])
+    assert curated[0].pk not in fetch_layer(c_rev, campaign, "agreement")
+    assert curated[0].pk in fetch_layer(c_adm, campaign, "agreement")
+    assert curated[0].pk not in fetch_layer(c_rev, campaign, "fractions", "?source=consensus")
+    assert curated[0].pk in fetch_layer(c_adm, campaign, "fractions", "?source=consensus")
+    model = fetch_layer(c_rev, campaign, "fractions", "?source=m1")
+    assert set(model) == {curated[3].pk} and model[curated[3].pk]["dominant"] == "lcz_9"
+    assert AuditEvent.objects.filter(actor=rev, action="predictions_shown").count() == 1   # audited once
+    adm_model = fetch_layer(c_adm, campaign, "fractions", "?source=m1")
+    assert adm_model[curated[0].pk]["dominant"] == "lcz_2" and adm_model[curated[0].pk]["lcz_2"] == 700
+    # and their own tile shows their own (open) assignment, nothing of the others' labels
+    mine = fetch_layer(c_rev, campaign, "mine")
+    assert mine[curated[0].pk]["status"] == "todo"
+    z, x, y = covering_tiles(campaign)[0]
+    assert c_rev.get(url(campaign, "fractions", z, x, y, "?source=nope")).status_code == 400
+
+
+@pytest.mark.parametrize("layer,source", [("mine", None), ("status", None), ("agreement", None),
+                                          ("fractions", "consensus")])
+def test_postgis_and_python_encoders_give_the_same_features(team, campaign, curated, layer, source):
+    who = team["ann"] if layer == "mine" else team["rev"]
+    n = 0
+    for z, x, y in covering_tiles(campaign, 15) + covering_tiles(campaign, 18):
+        sql = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="postgis").data
+        py = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="python").data
+        a, b = mapbox_vector_tile.decode(sql) if sql else {}, mapbox_vector_tile.decode(py) if py else {}
+        fa = {f["id"]: f for f in a.get(layer, {}).get("features", [])}
+        fb = {f["id"]: f for f in b.get(layer, {}).get("features", [])}
+        assert fa.keys() == fb.keys()
+        for pk in fa:
+            n += 1
+            assert fa[pk]["properties"] == fb[pk]["properties"]
+            assert fa[pk]["geometry"]["type"] == fb[pk]["geometry"]["type"] == "Polygon"
+            ring_a, ring_b = fa[pk]["geometry"]["coordinates"][0], fb[pk]["geometry"]["coordinates"][0]
+            # the same outline on the same 4096 grid, within the GeoJSON's 6 decimals (about 0.25 m
+            # in Web Mercator here) that the Python encoder starts from
+            unit = 2 * vector_tiles.WEB_MERCATOR_HALF / (1 << z) / vector_tiles.EXTENT
+            tol = 2 + 0.25 / unit
+            for axis in (0, 1):
+                assert abs(min(p[axis] for p in ring_a) - min(p[axis] for p in ring_b)) <= tol
+                assert abs(max(p[axis] for p in ring_a) - max(p[axis] for p in ring_b)) <= tol
+    assert n >= 4
+
+
+def test_etag_revalidation_and_a_save_changes_the_tile(team, campaign, curated):
+    a = Assignment.objects.filter(status=Assignment.Status.TODO).select_related("interpreter").first()
+    me = a.interpreter
+    other = Assignment.objects.filter(block=a.block).exclude(interpreter=me).first().interpreter
+    ann = login(me)
+    lon, lat = a.block.geom.point_on_surface.coords
+    x, y = tile_xy(lon, lat, Z)
+    first = ann.get(url(campaign, "mine", Z, x, y))
+    assert first.status_code == 200 and first["ETag"].startswith('"')
+    again = ann.get(url(campaign, "mine", Z, x, y), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again.content == b"" and again["ETag"] == first["ETag"]
+    # another interpreter's tile of the same place differs (their own statuses), so does its ETag
+    bob = login(other).get(url(campaign, "mine", Z, x, y), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert bob.status_code == 200 and bob["ETag"] != first["ETag"]
+    services.save_annotation(a, me, request_id=uuid.uuid4(), version=None, split=split(lcz_6=1000),
+                             submit=False)
+    after = ann.get(url(campaign, "mine", Z, x, y), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert after.status_code == 200 and after["ETag"] != first["ETag"]
+    assert decode(after.content, "mine")[a.block_id]["status"] == "draft"
+
+
+def test_bad_tiles_strangers_and_empty_tiles(team, campaign, curated, django_user_model):
+    ann = login(team["ann"])
+    z, x, y = covering_tiles(campaign)[0]
+    assert ann.get(url(campaign, "mine", 11, x >> 5, y >> 5)).status_code == 404     # below MIN_ZOOM
+    assert ann.get(url(campaign, "mine", 23, x, y)).status_code == 404
+    r = ann.get(url(campaign, "mine", 12, 4096, 0))                                   # x beyond 2^12 - 1
+    assert r.status_code == 400 and b"0..4095" in r.content
+    assert ann.get(f"/tiles/campaigns/{campaign.pk}/blocks/everything/{z}/{x}/{y}.mvt").status_code == 404
+    empty = ann.get(url(campaign, "mine", z, 0, 0))                                  # no block there
+    assert empty.status_code == 204 and empty.content == b"" and empty.has_header("ETag")
+    assert ann.post(url(campaign, "mine", z, x, y)).status_code == 405
+    assert Client().get(url(campaign, "mine", z, x, y)).status_code == 403           # anonymous
+    stranger = django_user_model.objects.create_user("stranger", password="pw-stranger-12345")
+    assert login(stranger).get(url(campaign, "mine", z, x, y)).status_code == 403     # not a member
+    assert login(stranger).get(f"/tiles/campaigns/999999/blocks/mine/{z}/{x}/{y}.mvt").status_code == 403
+
+
+def test_campaign_with_roles_agrees_with_campaign_for_and_is_reviewer(team, campaign, django_user_model):
+    stranger = django_user_model.objects.create_user("stranger", password="pw-stranger-12345")
+    campaign.assisted_rounds = [2]
+    campaign.save(update_fields=["assisted_rounds"])
+    for user in [*team.values(), stranger]:
+        got, reviewer = selectors.campaign_with_roles(user, campaign.pk)
+        try:
+            expected = selectors.campaign_for(user, campaign.pk)
+        except selectors.NotFound:
+            expected = None
+        assert (got is None) == (expected is None), user.username
+        if got is not None:
+            assert got.pk == campaign.pk and got.assisted_rounds == [2]
+            assert got.name == campaign.name                       # other fields load on access
+            assert reviewer == selectors.is_reviewer(user, campaign), user.username
+    assert selectors.campaign_with_roles(team["adm"], 999_999) == (None, False)
+    assert selectors.campaign_with_roles(team["rev"], campaign.pk)[1] is True
+    assert selectors.campaign_with_roles(team["ann"], campaign.pk)[1] is False
+
+
+def test_my_skipped_block_shows_as_skipped_until_released(team, campaign, curated):
+    """A can't-label verdict is 'skipped' on its interpreter's map (as in my_block_layer), and the
+    others' tiles never show it."""
+    open_block = curated[3]
+    a = Assignment.objects.filter(block=open_block).exclude(status=Assignment.Status.DRAFT) \
+        .order_by("interpreter__username").first()
+    services.save_annotation(a, a.interpreter, request_id=uuid.uuid4(), version=None, split=None,
+                             skip_reason="cloud_shadow", submit=True)
+    got = fetch_layer(login(a.interpreter), campaign, "mine")
+    assert got[open_block.pk]["status"] == "skipped"
+    assert got == geojson_props(selectors.my_block_layer(a.interpreter, campaign, None, None))
+    other = Assignment.objects.filter(block=open_block).exclude(pk=a.pk).first().interpreter
+    assert fetch_layer(login(other), campaign, "mine")[open_block.pk]["status"] != "skipped"
