@@ -6,6 +6,7 @@ plain 403 rather than a redirect to the login page.
 """
 from __future__ import annotations
 
+import functools
 import logging
 
 from django.http import Http404, HttpResponse, HttpResponseForbidden, JsonResponse
@@ -15,7 +16,7 @@ from django.utils.cache import parse_etags
 from django.utils.html import escape
 from django.views.decorators.http import require_safe
 
-from . import tiles
+from . import media, tiles
 from .models import Campaign, ImageryScene
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,23 @@ def _tile_format(request, z: int, x: int, y: int, fmt: str) -> str | HttpRespons
     return fmt_n
 
 
+def _store_unavailable_is_503(view):
+    """The object store being down is a passing outage, not a server error: 503 with Retry-After."""
+    @functools.wraps(view)
+    def wrapped(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except media.MediaUnavailable as exc:
+            logger.error("%s", exc)
+            response = HttpResponse("The imagery store cannot be reached now; try again shortly.\n", status=503,
+                                    content_type="text/plain; charset=utf-8")
+            response["Retry-After"] = "30"
+            return response
+    return wrapped
+
+
 @require_safe
+@_store_unavailable_is_503
 def tile(request, scene_id: int, z: int, x: int, y: int, fmt: str):
     fmt_n = _tile_format(request, z, x, y, fmt)
     if isinstance(fmt_n, HttpResponse):
@@ -92,6 +109,7 @@ def tile(request, scene_id: int, z: int, x: int, y: int, fmt: str):
 
 
 @require_safe
+@_store_unavailable_is_503
 def campaign_tile(request, campaign_id: int, z: int, x: int, y: int, fmt: str):
     """A tile of the campaign's imagery as one layer (its mosaic), for members."""
     fmt_n = _tile_format(request, z, x, y, fmt)

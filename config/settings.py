@@ -8,6 +8,8 @@ unset; `make demo` writes one; DOTENV_PATH names another file, empty: read none)
                       (embedded default, DEBUG only).
   CELERY_BROKER_URL   redis://127.0.0.1:6379/0; unset with DEBUG on = tasks run in-process.
   MEDIA_ROOT          where imagery (COGs) and generated files live.
+  STORAGE_URL         s3://bucket/prefix: media on an S3-compatible store instead (annotator/media.py),
+                      with AWS_S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION_NAME.
   ALLOWED_HOSTS       comma-separated, required when DEBUG is off.
   TRUSTED_PROXIES     comma-separated IPs/CIDRs of the reverse proxies whose X-Forwarded-For is
                       believed (client address for login rate limits); default none.
@@ -161,6 +163,27 @@ STORAGES = {
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
 }
+# Object storage (annotator/media.py): STORAGE_URL=s3://bucket/prefix puts MEDIA (imagery COGs,
+# packages, maps, checkpoints) on an S3-compatible store, at AWS_S3_ENDPOINT_URL (e.g.
+# http://minio:9000; unset = AWS) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY /
+# AWS_S3_REGION_NAME. Unset: the local MEDIA_ROOT, the default. PACKAGE_CACHE_DIR keeps the
+# packages train_msunet downloads from the store (once each).
+STORAGE_URL = os.environ.get("STORAGE_URL", "")
+AWS_S3_ENDPOINT_URL = os.environ.get("AWS_S3_ENDPOINT_URL") or None
+AWS_ACCESS_KEY_ID = os.environ.get("AWS_ACCESS_KEY_ID") or None
+AWS_SECRET_ACCESS_KEY = os.environ.get("AWS_SECRET_ACCESS_KEY") or None
+AWS_S3_REGION_NAME = os.environ.get("AWS_S3_REGION_NAME", "us-east-1")
+PACKAGE_CACHE_DIR = Path(os.environ.get("PACKAGE_CACHE_DIR", str(VAR_DIR / "cache" / "packages")))
+if STORAGE_URL:
+    from urllib.parse import urlsplit as _urlsplit
+
+    _store = _urlsplit(STORAGE_URL)
+    if _store.scheme != "s3" or not _store.netloc:
+        raise ImproperlyConfigured(f"STORAGE_URL must be s3://bucket/prefix; got {STORAGE_URL!r}.")
+    STORAGES["default"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": _store.netloc, "location": _store.path.strip("/"), "endpoint_url": AWS_S3_ENDPOINT_URL,
+        "access_key": AWS_ACCESS_KEY_ID, "secret_key": AWS_SECRET_ACCESS_KEY, "region_name": AWS_S3_REGION_NAME,
+        "addressing_style": "path", "file_overwrite": True, "default_acl": None}}
 
 # --- security (production) ------------------------------------------------------------------
 if not DEBUG:

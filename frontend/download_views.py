@@ -13,6 +13,10 @@ Everyone else gets a 404 (the anonymous a login redirect), as does anything that
 regular file inside that campaign's folder once every symlink is resolved. With the setting
 MEDIA_ACCEL_REDIRECT_PREFIX the file is handed to nginx (X-Accel-Redirect) instead of being
 streamed by Django.
+
+With object storage (STORAGE_URL=s3://..., annotator/media.py) the same path checks apply to the
+object's key and Django streams the object from the store through its default storage after
+the permission check (no presigned URL: a link that outlives the check could be passed on).
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from django.shortcuts import get_object_or_404
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_safe
 
+from annotator import media as media_store
 from annotator import selectors
 
 KINDS = ("learning", "maps")   # folders under MEDIA_ROOT holding campaign-<pk>/ subfolders
@@ -38,9 +43,8 @@ def _not_found() -> Http404:
     return Http404("no such file")
 
 
-def resolve_campaign_file(pk: int, relpath: str) -> tuple[Path, str]:
-    """(the real path, its path under MEDIA_ROOT as requested) for `<kind>/<path>` of campaign
-    `pk`; Http404 for anything outside that campaign's folder or not a regular file."""
+def _checked_parts(relpath: str) -> tuple[str, list[str]]:
+    """(kind, the rest) of `<kind>/<path>`; Http404 for anything but plain names under a known kind."""
     if "\\" in relpath or "\x00" in relpath or relpath.startswith("/"):
         raise _not_found()
     parts = relpath.split("/")
@@ -49,6 +53,23 @@ def resolve_campaign_file(pk: int, relpath: str) -> tuple[Path, str]:
     kind, rest = parts[0], parts[1:]
     if kind not in KINDS:
         raise _not_found()
+    return kind, rest
+
+
+def resolve_campaign_key(pk: int, relpath: str) -> str:
+    """The object-storage key (relative to the store's prefix) of `<kind>/<path>` of campaign `pk`;
+    Http404 for a bad path or a missing object."""
+    kind, rest = _checked_parts(relpath)
+    key = "/".join([kind, f"campaign-{pk}", *rest])
+    if not media_store.exists(key):
+        raise _not_found()
+    return key
+
+
+def resolve_campaign_file(pk: int, relpath: str) -> tuple[Path, str]:
+    """(the real path, its path under MEDIA_ROOT as requested) for `<kind>/<path>` of campaign
+    `pk`; Http404 for anything outside that campaign's folder or not a regular file."""
+    kind, rest = _checked_parts(relpath)
     media = Path(settings.MEDIA_ROOT)
     try:
         kind_root = (media / kind).resolve(strict=True)
@@ -85,8 +106,13 @@ def campaign_file(request, pk: int, relpath: str):
     if not selectors.is_admin(request.user):
         raise _not_found()
     campaign = get_object_or_404(selectors.campaigns(), pk=pk)
-    real, media_path = resolve_campaign_file(campaign.pk, relpath)
     filename = relpath.rsplit("/", 1)[-1]
+    if media_store.is_remote():  # streamed from the object store, after the same checks
+        response = FileResponse(media_store.open(resolve_campaign_key(campaign.pk, relpath)), as_attachment=True,
+                                filename=filename)
+        response["Cache-Control"] = "private, no-store"
+        return response
+    real, media_path = resolve_campaign_file(campaign.pk, relpath)
     prefix = getattr(settings, "MEDIA_ACCEL_REDIRECT_PREFIX", None)
     if prefix:
         _open_regular(real).close()

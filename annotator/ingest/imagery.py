@@ -650,12 +650,15 @@ def _windows(width: int, height: int, size: int = WINDOW) -> Iterator[Window]:
 
 # --- the mosaic -------------------------------------------------------------------------------
 
-def write_mosaic(cogs: Sequence[str | os.PathLike], dst: str | os.PathLike) -> Path:
+def write_mosaic(cogs: Sequence[str | os.PathLike], dst: str | os.PathLike,
+                 names: Sequence[str] | None = None) -> Path:
     """One GDAL VRT over display COGs (all in one CRS), atomically: bands 1-3 (red, green, blue) and
     a dataset mask; later COGs lie on top where their own masks say they have pixels. Its grid is
     the union of their bounds at the finest pixel size among them; sources are named relative to
-    the VRT, so MEDIA_ROOT may move."""
+    the VRT, so MEDIA_ROOT may move. `names`: the sources' names relative to where the VRT will
+    live, when that is not `dst` (object storage: written locally, read as /vsis3/ objects)."""
     dst = Path(dst)
+    relnames = dict(zip(map(str, cogs), names)) if names is not None else {}
     sources = []
     for p in map(Path, cogs):
         try:
@@ -692,7 +695,8 @@ def write_mosaic(cogs: Sequence[str | os.PathLike], dst: str | os.PathLike) -> P
     def add_sources(band_el, band: str):
         for p, _, t, w, h, (bh, bw) in sources:
             s = ET.SubElement(band_el, "ComplexSource", resampling="bilinear" if band != "mask,1" else "nearest")
-            ET.SubElement(s, "SourceFilename", relativeToVRT="1").text = os.path.relpath(p, dst.parent)
+            ET.SubElement(s, "SourceFilename", relativeToVRT="1").text = relnames.get(str(p)) or os.path.relpath(
+                p, dst.parent)
             ET.SubElement(s, "SourceBand").text = band
             ET.SubElement(s, "SourceProperties", RasterXSize=str(w), RasterYSize=str(h), DataType="Byte",
                           BlockXSize=str(bw), BlockYSize=str(bh))
