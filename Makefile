@@ -10,7 +10,7 @@ TEST_ENV := DJANGO_DEBUG=1 SECRET_KEY=test-only-key DOTENV_PATH= \
 	CELERY_BROKER_URL=$(TEST_BROKER_URL) \
 	MEDIA_ROOT=$(CURDIR)/var/test-media
 
-.PHONY: demo test setup setup-services services bench-ingest bench-annotate bench-export clean
+.PHONY: demo test setup setup-services services bench-ingest bench-annotate bench-export bench-city clean
 
 ## make demo: embedded SpatiaLite database, in-process Celery, demo data, serves http://127.0.0.1:8000
 ## It writes a local, git-ignored .env (development settings, a random SECRET_KEY) if there is none,
@@ -48,3 +48,13 @@ bench-annotate: setup-services services
 
 bench-export: setup-services services
 	$(TEST_ENV) $(PY) scripts/bench_export.py
+
+## make bench-city: the city-scale campaign of issue #14 (20,000 blocks; its own database, not the test one)
+BENCH_CITY_DATABASE_URL ?= postgis://lcz@127.0.0.1:5432/lcz_bench_city
+bench-city: setup-services services
+	psql -q -h 127.0.0.1 -U lcz lcz -tc "SELECT 1 FROM pg_database WHERE datname = 'lcz_bench_city'" | grep -q 1 \
+		|| psql -q -h 127.0.0.1 -U lcz lcz -c "CREATE DATABASE lcz_bench_city OWNER lcz"
+	$(TEST_ENV) DATABASE_URL=$(BENCH_CITY_DATABASE_URL) MEDIA_ROOT=$(CURDIR)/var/bench-media \
+		$(PY) manage.py migrate --no-input -v 0
+	$(TEST_ENV) DATABASE_URL=$(BENCH_CITY_DATABASE_URL) MEDIA_ROOT=$(CURDIR)/var/bench-media \
+		nice $(PY) scripts/bench_city.py $(BENCH_CITY_ARGS)

@@ -16,6 +16,7 @@ import shapely
 from django.db.models import Max
 
 from annotator import selectors
+from annotator.export import skipped
 from annotator.models import Annotation, Assignment, Campaign, ImageryScene, StreetBlock
 from lcz_model import package_writer as pw
 from lcz_model.classes import CLASSES
@@ -35,6 +36,7 @@ LICENCE_URLS = {
 }
 _SPDX = {k.lower(): k for k in LICENCE_URLS}
 KEYWORDS = ("local climate zones", "urban heat", "remote sensing")
+CHUNK = 2000  # rows per database round trip when streaming blocks and splits
 
 
 class ExportError(Exception):
@@ -150,10 +152,11 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
         sources = geometry_sources(kept)
         report.n_blocks, report.n_train, report.n_test = len(kept), len(train), len(test)
         report.left_out_no_chips = dropped
+        skips = skipped.write_skipped(pkg, campaign, split_of, pseudonyms)   # labels/skipped.csv
         return pw.PackageContents(
             block_ids=[b.key for b in kept], permille=permille, splits={"train": train, "test": test},
-            readme=_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery, dropped,
-                             used_scenes, published, out.name, sources),
+            readme=skipped.with_skips(_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery,
+                                                dropped, used_scenes, published, out.name, sources), skips),
             licence=_licence_text(campaign, used_scenes, sources),
             citation=_citation(campaign, opts, published, sources, used_scenes),
             blocks=_blocks_frame(campaign, kept),
@@ -192,7 +195,7 @@ def _labelled_blocks(campaign: Campaign, include_disputed: bool) -> tuple[list[_
     n_annotations: dict[int, int] = {}
     for block_id, flags in Annotation.objects.filter(
             assignment__campaign=campaign, assignment__status=Assignment.Status.SUBMITTED).values_list(
-            "assignment__block_id", "flags"):
+            "assignment__block_id", "flags").iterator(chunk_size=CHUNK):  # streamed, CHUNK rows at a time
         n_annotations[block_id] = n_annotations.get(block_id, 0) + 1
         if flags and Annotation.Flag.BAD_IMAGERY in flags:
             flagged.add(block_id)
@@ -200,7 +203,8 @@ def _labelled_blocks(campaign: Campaign, include_disputed: bool) -> tuple[list[_
     rows = selectors.blocks_of(campaign).filter(status__in=statuses).order_by("block_key").values_list(
         "pk", "block_key", "geom", "area_m2", "scene_id", "final_permille", "consensus", "agreement_tv",
         "source", "source_name", "licence")
-    for pk, key, geom, area, scene_id, final, consensus, tv, source, source_name, licence in rows:
+    for pk, key, geom, area, scene_id, final, consensus, tv, source, source_name, licence in rows.iterator(
+            chunk_size=CHUNK):
         label = final if final is not None else consensus
         if label is None:
             continue
@@ -220,9 +224,15 @@ def _write_chips(campaign: Campaign, blocks: list[_Block], pkg: Path, opts: Expo
     if mosaic is None:
         raise ExportError(f"campaign {campaign.name!r} has no imagery mosaic; re-run `manage.py import_imagery` on "
                           "any of its files to build it.")
-    jobs = {str(mosaic): [(b.key, shapely.to_wkb(b.geom)) for b in blocks]}
-    n_local = pw.write_chips(jobs, pkg, size=opts.chip_size, max_local=opts.max_local,
-                             workers=opts.workers, progress=progress)
+    from tqdm import tqdm
+
+    from annotator.export.chip_pool import cut_chips
+
+    # blocks handed to the pool lazily (WKB made per chunk): bounded memory, parallel PNG encoding
+    with tqdm(total=len(blocks), desc="chips", unit="block", disable=not progress) as bar:
+        n_local = cut_chips(str(mosaic), ((b.key, shapely.to_wkb(b.geom)) for b in blocks), str(pkg),
+                            size=opts.chip_size, max_local=opts.max_local, workers=opts.workers,
+                            on_done=bar.update)
     kept = sorted((b for b in blocks if n_local.get(b.key, 0) > 0), key=lambda b: b.key)
     dropped = sorted(b.key for b in blocks if n_local.get(b.key, 0) == 0)
     return kept, dropped
@@ -292,7 +302,8 @@ def _pseudonyms(campaign: Campaign) -> dict[int, str]:
 def _annotation_rows(blocks: list[_Block], pseudonyms: dict[int, str]) -> list[tuple]:
     """annotations.csv rows: every submitted split of the exported blocks, sorted."""
     key_of = {b.pk: b.key for b in blocks}
-    rows = Assignment.objects.filter(block_id__in=key_of, status=Assignment.Status.SUBMITTED).values_list(
+    rows = Assignment.objects.filter(block_id__in=key_of, status=Assignment.Status.SUBMITTED,
+                                     annotation__skip_reason="").values_list(  # skips: labels/skipped.csv
         "block_id", "interpreter_id", "round", "annotation__permille", "annotation__confidence",
         "annotation__flags", "annotation__submitted_at")
     lines = sorted((key_of[b], pseudonyms[u], r, p, c, f, t) for b, u, r, p, c, f, t in rows)

@@ -14,6 +14,8 @@ import rasterio
 import shapely
 from rasterio.features import rasterize
 from rasterio.transform import from_origin
+from rasterio.windows import Window
+from rasterio.windows import transform as window_transform
 
 from annotator import selectors
 from annotator.models import Campaign
@@ -21,6 +23,8 @@ from lcz_model.atomic import atomic_dir
 from lcz_model.classes import CLASSES
 
 NODATA = -1.0
+WINDOW = 2048  # px: rasterised a window at a time, so memory does not grow with the map
+OVERVIEW_MAX_PX = 2000
 
 
 class MapExportError(Exception):
@@ -56,21 +60,45 @@ def export_maps(campaign: Campaign, source: str, out: str | Path, *, resolution:
     width = max(1, int(np.ceil((maxx - minx) / resolution)))
     height = max(1, int(np.ceil((maxy - miny) / resolution)))
     transform = from_origin(minx, maxy, resolution, resolution)
-    index = rasterize(((g, i + 1) for i, g in enumerate(geoms_m.values)), out_shape=(height, width),
-                      transform=transform, fill=0, dtype="int32", all_touched=False)
-    inside = index > 0
+    geoms_arr = np.asarray(geoms_m.values)
+    tree = shapely.STRtree(geoms_arr)
     files = []
+    dominant = np.zeros((height, width), dtype=np.uint8)  # kept whole (1 byte a pixel) for the overview
     with atomic_dir(out) as tmp:
-        profile = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform)
-        for c in CLASSES:
-            band = np.full((height, width), NODATA, dtype=np.float32)
-            band[inside] = fractions[index[inside] - 1, c.index]
-            name = f"fraction_{c.key}.tif"
-            _write_cog(tmp / name, band, dict(profile, dtype="float32", nodata=NODATA),
-                       description=f"Fraction of LCZ {c.code} ({c.name}) per block, source: {source}")
+        profile = dict(driver="GTiff", width=width, height=height, count=1, crs=crs, transform=transform,
+                       tiled=True, blockxsize=256, blockysize=256)
+        names = [f"fraction_{c.key}.tif" for c in CLASSES]
+        plains = [rasterio.open(tmp / n.replace(".tif", ".plain.tif"), "w", **profile, dtype="float32",
+                                nodata=NODATA) for n in names]
+        try:
+            # rasterise window by window (bounded memory); pixel-centre burning gives the same pixels as
+            # one whole raster, and blocks keep their order within a window (later ones win overlaps)
+            for row0 in range(0, height, WINDOW):
+                for col0 in range(0, width, WINDOW):
+                    win = Window(col0, row0, min(WINDOW, width - col0), min(WINDOW, height - row0))
+                    wt = window_transform(win, transform)
+                    x0, y1 = wt.c, wt.f
+                    hit = np.sort(tree.query(shapely.box(x0, y1 - win.height * resolution,
+                                                         x0 + win.width * resolution, y1)))
+                    if len(hit):
+                        index = rasterize(((geoms_arr[i], int(i) + 1) for i in hit), out_shape=(win.height, win.width),
+                                          transform=wt, fill=0, dtype="int32", all_touched=False)
+                    else:
+                        index = np.zeros((win.height, win.width), dtype=np.int32)
+                    inside = index > 0
+                    for c, dst in zip(CLASSES, plains):
+                        band = np.full(index.shape, NODATA, dtype=np.float32)
+                        band[inside] = fractions[index[inside] - 1, c.index]
+                        dst.write(band, 1, window=win)
+                    dom = dominant[row0:row0 + win.height, col0:col0 + win.width]
+                    dom[inside] = fractions[index[inside] - 1].argmax(axis=1).astype(np.uint8) + 1
+        finally:
+            for dst in plains:
+                dst.close()
+        for c, name in zip(CLASSES, names):
+            _to_cog(tmp / name.replace(".tif", ".plain.tif"), tmp / name,
+                    description=f"Fraction of LCZ {c.code} ({c.name}) per block, source: {source}")
             files.append(name)
-        dominant = np.zeros((height, width), dtype=np.uint8)
-        dominant[inside] = fractions[index[inside] - 1].argmax(axis=1).astype(np.uint8) + 1
         _write_cog(tmp / "dominant.tif", dominant, dict(profile, dtype="uint8", nodata=0),
                    description="Dominant LCZ class per block: value = class index + 1 (lcz_model.classes order), "
                                "0 = no block", colormap={c.index + 1: (*c.rgb, 255) for c in CLASSES})
@@ -81,15 +109,21 @@ def export_maps(campaign: Campaign, source: str, out: str | Path, *, resolution:
 
 
 def _write_cog(path: Path, array: np.ndarray, profile: dict, *, description: str, colormap=None) -> None:
-    from rio_cogeo.cogeo import cog_translate
-    from rio_cogeo.profiles import cog_profiles
-
     plain = path.with_suffix(".plain.tif")
     with rasterio.open(plain, "w", **profile) as dst:
         dst.write(array, 1)
-        dst.update_tags(DESCRIPTION=description)
         if colormap:
             dst.write_colormap(1, colormap)
+    _to_cog(plain, path, description=description)
+
+
+def _to_cog(plain: Path, path: Path, *, description: str) -> None:
+    """The plain GeoTIFF `plain` as the COG `path` (deflate, 256 px tiles, nearest overviews); removes `plain`."""
+    from rio_cogeo.cogeo import cog_translate
+    from rio_cogeo.profiles import cog_profiles
+
+    with rasterio.open(plain, "r+") as dst:
+        dst.update_tags(DESCRIPTION=description)
     cog = cog_profiles.get("deflate")
     cog.update(blockxsize=256, blockysize=256)
     cog_translate(str(plain), str(path), cog, quiet=True, overview_resampling="nearest",
@@ -101,10 +135,14 @@ def _overview_png(path: Path, dominant: np.ndarray, fractions: np.ndarray, campa
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    present = [int(v) - 1 for v in np.flatnonzero(np.bincount(dominant.ravel(), minlength=len(CLASSES) + 1)) if v > 0]
+    # the figure is ~1,000 px wide: a city-sized map is thinned to OVERVIEW_MAX_PX first, or matplotlib's
+    # float copies of the whole RGBA image take ~1 GB at 20,000 blocks (smaller maps are drawn as they are)
+    step = max(1, -(-max(dominant.shape) // OVERVIEW_MAX_PX))
+    dominant = dominant[::step, ::step]
     rgba = np.zeros((*dominant.shape, 4), dtype=np.uint8)
     for c in CLASSES:
         rgba[dominant == c.index + 1] = (*c.rgb, 255)
-    present = sorted(set(int(v) - 1 for v in np.unique(dominant) if v > 0))
     fig = Figure(figsize=(9, 9 * dominant.shape[0] / max(dominant.shape[1], 1) * 0.8 + 1.5), dpi=110)
     ax = fig.add_subplot(1, 1, 1)
     ax.imshow(rgba, interpolation="nearest")
