@@ -395,8 +395,10 @@ def _loo_diff(X, pres, m):
     zero where not valid; valid (B, R) bool: rater present and at least one other rater)."""
     valid = pres & (m >= 2)[:, None]
     S = X.sum(axis=1)                                           # (B, 17)
-    others = (S[:, None, :] - X) / np.maximum(m - 1, 1)[:, None, None]
-    d = np.where(valid[:, :, None], (X - others) / TOTAL, 0.0)
+    b, r = np.nonzero(valid)                                    # only the valid ratings (few of B x R)
+    others = (S[b] - X[b, r]) / np.maximum(m[b] - 1, 1)[:, None]
+    d = np.zeros(X.shape, dtype=float)
+    d[b, r] = (X[b, r] - others) / TOTAL
     return d, valid
 
 
@@ -599,9 +601,10 @@ def campaign_agreement(splits, present=None, submitted_at=None,
         by_skip = (n_skip > 0) & (2 * m <= m + n_skip)       # no labelled majority (annotator.curation)
         disp = disp | by_skip
     wda = _weighted_dominant(dom, pres, similarity_matrix())
-    cons = _consensus(X, pres, m)
+    Xc, _ = _own_ratings_first(pres, X)      # per-block sums need each block's own ratings only
+    cons = _consensus(Xc, None, m)
     cons_dom = np.where(m > 0, cons.argmax(axis=1), -1)
-    alpha_i = _alpha_interval(X, m)
+    alpha_i = _alpha_interval(Xc, m)
     nom_dom, nom_pres, n_cat = _nominal(dom, pres, skip)
     alpha_n = _alpha_nominal(nom_dom, nom_pres, n_cat)
     kappa, kinfo = _fleiss(nom_dom, nom_pres, fleiss_ratings_per_block, n_cat)

@@ -33,3 +33,16 @@ def test_tv_and_weighted_agreement_equal_the_all_pairs_definition():
         assert np.isclose(tv[b], l1 / len(pairs) / 2000, rtol=0, atol=1e-15)
         w = sum(W[X[b, i].argmax(), X[b, j].argmax()] for i, j in pairs) / len(pairs)
         assert np.isclose(wda[b], w, rtol=0, atol=1e-12)
+
+
+def test_campaign_figures_from_own_ratings_equal_the_dense_functions():
+    X, pres = _sparse(seed=3)
+    out = agreement.campaign_agreement(X, pres, include_blocks=True)
+    alpha = agreement.krippendorff_alpha_interval_per_class(X, pres)       # every interpreter column
+    got = [out["alpha_interval"]["per_class"][k] for k in agreement.KEYS]
+    assert np.allclose(np.asarray(got, dtype=float), alpha, rtol=0, atol=1e-12, equal_nan=True)
+    cons = agreement.consensus(X, pres)
+    rated = pres.any(axis=1)
+    assert out["blocks"]["consensus_dominant"] == np.where(rated, cons.argmax(axis=1), -1).tolist()
+    tv = np.asarray([np.nan if v is None else v for v in out["blocks"]["tv"]], dtype=float)
+    assert np.allclose(tv, agreement.pairwise_tv(X, pres), rtol=0, atol=1e-12, equal_nan=True)
