@@ -198,6 +198,20 @@ def _to_web_mercator():
     return Transformer.from_crs(4326, 3857, always_xy=True)
 
 
+def _polygonal(geom):
+    """The polygons of a clipped block (a clip along an edge can add lines or points, which a
+    polygon layer must not carry), or None when nothing of an area is left."""
+    import shapely
+    from shapely.geometry import MultiPolygon
+
+    if geom.is_empty:
+        return None
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    polygons = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and not p.is_empty]
+    return None if not polygons else polygons[0] if len(polygons) == 1 else MultiPolygon(polygons)
+
+
 def python_tile(layer: str, user, campaign: Campaign, z: int, x: int, y: int, source: str | None = None) -> bytes:
     """The tile encoded in Python (mapbox-vector-tile): clipped to the buffered tile, quantised to
     the same 4096 grid as ST_AsMVTGeom."""
@@ -224,8 +238,8 @@ def python_tile(layer: str, user, campaign: Campaign, z: int, x: int, y: int, so
         geom = shapely.from_geojson(gj)
         if not geom.intersects(window):
             continue
-        geom = shapely.transform(geom, project).intersection(clip)
-        if geom.is_empty:
+        geom = _polygonal(shapely.transform(geom, project).intersection(clip))
+        if geom is None:
             continue
         # MVT has no null: a missing property is what ST_AsMVT writes for NULL
         features.append({"id": pk, "geometry": geom.wkb,

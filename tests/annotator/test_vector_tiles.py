@@ -254,3 +254,15 @@ def test_my_skipped_block_shows_as_skipped_until_released(team, campaign, curate
     assert got == geojson_props(selectors.my_block_layer(a.interpreter, campaign, None, None))
     other = Assignment.objects.filter(block=open_block).exclude(pk=a.pk).first().interpreter
     assert fetch_layer(login(other), campaign, "mine")[open_block.pk]["status"] != "skipped"
+
+
+def test_the_python_encoder_keeps_only_the_polygons_of_a_clip():
+    """A block clipped along a tile edge may come back with a line or point beside its polygon
+    (a GeometryCollection the encoder cannot write): only the polygons are kept."""
+    from shapely.geometry import GeometryCollection, LineString, Point, box
+
+    square = box(0, 0, 1, 1)
+    mixed = GeometryCollection([square, LineString([(1, 0), (2, 0)]), Point(3, 3)])
+    assert vector_tiles._polygonal(mixed).equals(square)
+    assert vector_tiles._polygonal(GeometryCollection([LineString([(0, 0), (1, 1)])])) is None
+    assert vector_tiles._polygonal(square) is square
