@@ -294,3 +294,27 @@ class Prediction(models.Model):
             models.UniqueConstraint(fields=["block", "model_version"], name="prediction_unique_per_model")
         ]
         indexes = [models.Index(fields=["campaign", "model_version"])]
+
+
+class ExportJob(models.Model):
+    """One distributed export of a campaign's dataset package (annotator/export_jobs.py): chips cut
+    in Celery chunks into a staging folder under MEDIA keyed by the job id, then assembled. Progress
+    is derived from the chunks staged (not from task results), so a killed worker never leaves a
+    wrong count."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        ASSEMBLING = "assembling", "Assembling"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="export_jobs")
+    options = models.JSONField(default=dict, help_text="the ExportOptions of the package (split, seed, ...)")
+    out = models.CharField(max_length=1000, help_text="the --out target: a folder, s3://bucket/key or media:KEY")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED)
+    total_chunks = models.PositiveIntegerField(default=0)
+    total_blocks = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)

@@ -402,6 +402,13 @@ def latest_prediction_jobs(campaign: Campaign, n: int = 5) -> QuerySet[Predictio
     return PredictionJob.objects.filter(campaign=campaign).order_by("-created_at")[:n]
 
 
+def latest_export_jobs(campaign: Campaign, n: int = 5):
+    """The campaign's latest distributed exports (annotator/export_jobs.py), newest first."""
+    from .models import ExportJob
+
+    return ExportJob.objects.filter(campaign=campaign).order_by("-created_at")[:n]
+
+
 # --- agreement --------------------------------------------------------------------------------
 
 def submitted_splits_table(campaign: Campaign, round: int = 1):

@@ -218,6 +218,7 @@ def campaign_dashboard(request, pk: int):
                   for k, (t, alt) in plots.KINDS.items()],
         "config": config,
         "prediction_jobs": _prediction_jobs(campaign),
+        "export_jobs": _export_jobs(campaign),
         "first_disputed": first,
         "n_disputed": next(r["n"] for r in progress["rows"] if r["status"] == StreetBlock.Status.DISPUTED),
     })
@@ -377,6 +378,20 @@ def lcz_maps(request, pk: int):
     }
     return render(request, "frontend/dashboard/maps.html", {
         "campaign": campaign, "classes": CLASSES, "sources": sources, "config": config})
+
+
+def _export_jobs(campaign) -> list[dict]:
+    """The campaign's latest distributed exports with their progress (chunks staged, read from the
+    job's staging folder, not from task results)."""
+    from annotator import export_jobs
+
+    rows = []
+    for job in selectors.latest_export_jobs(campaign):
+        p = export_jobs.job_progress(job)
+        p["percent"] = round(100 * p["done"] / p["total"]) if p["total"] else 100
+        p["created_at"] = job.created_at
+        rows.append(p)
+    return rows
 
 
 def _prediction_jobs(campaign) -> list[dict]:

@@ -96,6 +96,25 @@ def cut_chips(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, 
     return result
 
 
+def cut_in_process(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, size: int,
+                   max_local: int) -> dict[str, int]:
+    """`cut_chips` in this process, the mosaic kept open between calls (a Celery chips worker cuts
+    chunk after chunk of the same mosaic: GDAL's block cache survives from one to the next); opened
+    again when the file or the chip options change."""
+    try:
+        version = os.stat(mosaic).st_mtime_ns
+    except OSError:  # not a local file (/vsis3/): by name
+        version = None
+    key = (mosaic, version, size, max_local)
+    if _STATE.get("key") != key or "ds" not in _STATE:  # (cut_chips closes what it opened)
+        if "ds" in _STATE:
+            _STATE.pop("ds").close()
+        _open(mosaic, out_dir, size, max_local)
+        _STATE["key"] = key
+    _STATE["out"] = out_dir
+    return dict(_cut(list(items)))
+
+
 def _collect(fut, result: dict, on_done) -> None:
     done = fut.result()
     result.update(done)
