@@ -12,7 +12,7 @@ import hashlib
 import numpy as np
 from django.db import transaction
 
-from . import selectors
+from . import selectors, tile_stamps
 from .models import Assignment, AuditEvent, Campaign, Prediction
 from .services import interpreter_load, pick_interpreters
 
@@ -80,6 +80,7 @@ def queue_next_batch(campaign: Campaign, *, k: int, round: int, per_block: int =
             new.append(Assignment(campaign=campaign, block_id=block_id, interpreter_id=user_id, round=round,
                                   priority=float(scores[i])))
     Assignment.objects.bulk_create(new, ignore_conflicts=True)
+    tile_stamps.bump(campaign.pk)
     if round not in campaign.assisted_rounds:
         campaign.assisted_rounds = sorted({*campaign.assisted_rounds, round})
         campaign.save(update_fields=["assisted_rounds"])

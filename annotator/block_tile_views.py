@@ -2,15 +2,16 @@
 
 /tiles/campaigns/<id>/blocks/<layer>/<z>/<x>/<y>.mvt, layer: mine (any member: my own status),
 status, agreement, fractions (?source=consensus|MODEL_VERSION) (reviewers and admins). Fetched by
-map code, so anyone else gets a plain 403 (before learning whether the campaign exists). ETag of
-the tile's bytes, revalidated on every use (`no-cache`: statuses change with every save).
+map code, so anyone else gets a plain 403 (before learning whether the campaign exists). The ETag
+is the viewer's stamp of the campaign's tiles (annotator.tile_stamps), revalidated on every use
+(`no-cache`: statuses change with every save) and answered 304 without building the tile.
 """
 from __future__ import annotations
 
 from django.http import HttpResponse, HttpResponseForbidden, HttpResponseNotModified
 from django.views.decorators.http import require_safe
 
-from . import selectors, services, vector_tiles
+from . import selectors, services, tile_stamps, vector_tiles
 from .tile_views import _etag_matches
 
 CONTENT_TYPE = "application/vnd.mapbox-vector-tile"
@@ -38,18 +39,24 @@ def block_tile(request, campaign_id: int, layer: str, z: int, x: int, y: int):
         if source != "consensus" and source not in selectors.model_versions(campaign):
             return _text(400, f"source must be consensus or one of the campaign's model versions, not {source!r}")
     try:
-        tile = vector_tiles.block_tile(layer, user, campaign, z, x, y, source)
+        vector_tiles.check_tile(z, x, y)
     except vector_tiles.BadTile as exc:
         return _text(400, str(exc))
+    # the viewer's stamp of the campaign's tiles (annotator.tile_stamps): unchanged since the
+    # browser's copy -> 304 without building the tile
+    etag = vector_tiles.stamp_etag(tile_stamps.stamp(campaign.pk, user.pk), user.pk, layer, source or "", z, x, y)
+    if _etag_matches(request.headers.get("If-None-Match"), etag):
+        return _finish(HttpResponseNotModified(), etag)
+    tile = vector_tiles.block_tile(layer, user, campaign, z, x, y, source)
     if source not in (None, "consensus") and tile.data:
         services.record_predictions_shown(campaign, user, source)   # audit: a model's splits were shown
-    if _etag_matches(request.headers.get("If-None-Match"), tile.etag):
-        response = HttpResponseNotModified()
-    elif not tile.data:
-        response = HttpResponse(status=204)                          # no block here
-    else:
-        response = HttpResponse(tile.data, content_type=CONTENT_TYPE)
-    response["ETag"] = tile.etag
+    if not tile.data:
+        return _finish(HttpResponse(status=204), etag)              # no block here
+    return _finish(HttpResponse(tile.data, content_type=CONTENT_TYPE), etag)
+
+
+def _finish(response: HttpResponse, etag: str) -> HttpResponse:
+    response["ETag"] = etag
     response["Cache-Control"] = CACHE_CONTROL
     return response
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from . import selectors
+from . import selectors, tile_stamps
 from .curation import curate_block
 from .models import Annotation, Assignment, AuditEvent, Campaign, StreetBlock
 from .services import _annotation_state
@@ -71,6 +71,7 @@ def submit_splits_bulk(campaign: Campaign, splits: Iterable[tuple[int, Sequence[
     Annotation.objects.bulk_create(annotations, batch_size=BATCH)  # PostgreSQL returns the new ids
     for i in range(0, len(ordered), BATCH):
         Assignment.objects.filter(pk__in=ordered[i:i + BATCH]).update(status=Assignment.Status.SUBMITTED)
+    tile_stamps.bump(campaign.pk)   # the interpreters' map statuses
     AuditEvent.objects.bulk_create(
         [AuditEvent(actor_id=assignments[a.assignment_id].interpreter_id, action="submit", campaign_id=campaign.pk,
                     block_id=assignments[a.assignment_id].block_id, annotation=a, before=None,

@@ -12,7 +12,7 @@ import numpy as np
 from django.contrib.auth.models import User
 from django.db import transaction
 
-from . import agreement, selectors, verdict_records
+from . import agreement, selectors, tile_stamps, verdict_records
 from .idempotency import applied_before, request_digest
 from .models import Adjudication, Assignment, AuditEvent, StreetBlock
 from .splits import SplitError, parse_split
@@ -49,6 +49,7 @@ def curate_block(block: StreetBlock, round: int = 1) -> StreetBlock:
     block.final_permille = None if is_disputed else block.consensus
     block.save(update_fields=["consensus", "agreement_tv", "dominant_agrees", "status", "final_permille",
                               "verdicts", "verdicts_round"])
+    tile_stamps.bump(block.campaign_id)
     after = {"consensus": block.consensus, "tv": block.agreement_tv, "dominant_agrees": block.dominant_agrees}
     if n_skipped:
         after.update(skipped=n_skipped, labelled=len(splits), disputed_by_skips=skip_disputed)
@@ -98,6 +99,7 @@ def adjudicate(block: StreetBlock, reviewer: User, *, split: dict, reason: str,
     block.final_permille = permille
     block.status = StreetBlock.Status.ADJUDICATED
     block.save(update_fields=["final_permille", "status"])
+    tile_stamps.bump(block.campaign_id)
     AuditEvent.objects.create(actor=reviewer, action="adjudicate", campaign_id=block.campaign_id, block=block,
                               request_id=request_id, request_digest=digest if request_id is not None else "",
                               before=before, after={"status": block.status, "final_permille": permille,

@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from lcz_model.package_writer import fractions_to_permille
 
-from . import selectors
+from . import selectors, tile_stamps
 from .models import AuditEvent, Campaign, Prediction, PredictionJob, StreetBlock
 
 CHUNK = int(os.environ.get("LCZ_PREDICT_CHUNK", "32"))  # blocks per Celery task
@@ -144,6 +144,7 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
                        permille=[int(v) for v in permille[i]], entropy=float(ent[i]), bald=float(bal[i]),
                        margin=float(mar[i])) for i, b in enumerate(kept)]
     Prediction.objects.bulk_create(rows, ignore_conflicts=True)
+    tile_stamps.bump(job.campaign_id)   # the model's fractions layer
     return len(rows)
 
 

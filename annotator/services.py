@@ -35,7 +35,7 @@ from django.utils import timezone
 
 from lcz_model.classes import N_CLASSES
 
-from . import selectors
+from . import selectors, tile_stamps
 from .idempotency import applied_before, request_digest
 from .ingest.errors import IngestError
 from .ingest.imagery import RasterInfo, inspect_geotiff, sha256_of, write_cog
@@ -360,6 +360,7 @@ def import_street_blocks(campaign: Campaign, blocks: gpd.GeoDataFrame, *, source
                                source_name=source_name, licence=licence, edge=edge,
                                scene=scenes.scene_for(geom), geom=GEOSGeometry(geom.wkt, srid=4326)))
     StreetBlock.objects.bulk_create(new, batch_size=2000)
+    tile_stamps.bump(campaign.pk)   # new (or replaced) blocks on every map
     return BlockImportResult(created=len(new), existing=len(known), replaced=replaced, dropped_over_annotated=dropped,
                              edge=sum(b.edge for b in new),
                              outside_imagery=sum(b.scene is None for b in new) if scenes.scenes else 0)
@@ -504,6 +505,7 @@ def revoke_open_assignments(user: User, *, campaign: Campaign | None = None, act
     Assignment.objects.filter(pk__in=[pk for ids in by_campaign.values() for pk in ids]).update(
         status=Assignment.Status.REVOKED)
     for campaign_id, ids in sorted(by_campaign.items()):
+        tile_stamps.bump(campaign_id)
         AuditEvent.objects.create(actor=actor, action="revoke_assignments", campaign_id=campaign_id,
                                   after={"user": user.pk, "username": user.username, "reason": reason,
                                          "assignments": sorted(ids)})
@@ -563,6 +565,7 @@ def assign_blocks(campaign: Campaign, *, per_block: int | None = None, round: in
         new += [Assignment(campaign=campaign, block_id=block_id, interpreter_id=u, round=round) for u in picked]
     Assignment.objects.bulk_create(new, batch_size=2000)
     if new:
+        tile_stamps.bump(campaign.pk)
         AuditEvent.objects.create(actor=actor, action="assign_blocks", campaign=campaign,
                                   after={"created": len(new), "per_block": per_block, "round": round})
     return AssignResult(created=len(new), blocks_short=short, skipped_edge=skipped["edge"],
@@ -719,6 +722,7 @@ def _save_annotation_locked(assignment, actor, request_id, digest, version, perm
         block_id=assignment.block_id, annotation=annotation, request_id=request_id, request_digest=digest,
         before=before, after=_annotation_state(annotation),
     )
+    tile_stamps.bump_user(assignment.campaign_id, assignment.interpreter_id)   # their map's status
     _update_block_status(assignment)
     return SaveResult(annotation, replayed=False)
 
@@ -771,3 +775,4 @@ def _update_block_status(assignment: Assignment) -> None:
     elif block.status != StreetBlock.Status.IN_PROGRESS:
         block.status = StreetBlock.Status.IN_PROGRESS
         block.save(update_fields=["status"])
+        tile_stamps.bump(block.campaign_id)

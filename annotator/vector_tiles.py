@@ -90,6 +90,14 @@ def etag_of(data: bytes, *parts) -> str:
     return f'"{h.hexdigest()}"'
 
 
+def stamp_etag(stamp: str, *parts) -> str:
+    """A tile's ETag from the viewer's stamp (annotator.tile_stamps) and what the tile is."""
+    h = hashlib.blake2b(digest_size=12)
+    for p in (stamp, *parts):
+        h.update(str(p).encode() + b"\0")
+    return f'"{h.hexdigest()}"'
+
+
 def uses_postgis() -> bool:
     return connection.vendor == "postgresql"
 

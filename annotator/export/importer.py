@@ -29,7 +29,7 @@ from django.contrib.gis.geos import GEOSGeometry
 from django.db import DataError, IntegrityError, transaction
 from shapely.errors import GEOSException
 
-from annotator import selectors
+from annotator import selectors, tile_stamps
 from annotator.ingest.blocks import block_key
 from annotator.ingest.scenes import SceneChooser
 from annotator.models import AuditEvent, Campaign, StreetBlock
@@ -102,6 +102,7 @@ def _store(campaign: Campaign, rows: list[_Row], path, actor) -> ImportReport:
                 source_name=r.source_name, licence=r.licence,
             ))
         StreetBlock.objects.bulk_create(new, batch_size=2000)
+        tile_stamps.bump(campaign.pk)
         AuditEvent.objects.create(actor=actor, action="import_dataset", campaign=campaign,
                                   after={"package": str(path), "created": len(new), "existing": len(known)})
     return ImportReport(created=len(new), existing=len(known))

@@ -266,3 +266,49 @@ def test_the_python_encoder_keeps_only_the_polygons_of_a_clip():
     assert vector_tiles._polygonal(mixed).equals(square)
     assert vector_tiles._polygonal(GeometryCollection([LineString([(0, 0), (1, 1)])])) is None
     assert vector_tiles._polygonal(square) is square
+
+
+def test_revalidation_is_answered_without_building_the_tile(team, campaign, curated, monkeypatch):
+    from annotator import tile_stamps
+
+    ann = login(team["ann"])
+    z, x, y = covering_tiles(campaign)[0]
+    first = ann.get(url(campaign, "mine", z, x, y))
+    assert first.status_code in (200, 204)
+
+    def never(*args, **kwargs):
+        raise AssertionError("the tile was built for a revalidation")
+    monkeypatch.setattr(vector_tiles, "block_tile", never)
+    again = ann.get(url(campaign, "mine", z, x, y), HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304 and again["ETag"] == first["ETag"]
+    tile_stamps.bump(campaign.pk)                       # anything shown changed: the tile is built again
+    with pytest.raises(AssertionError, match="built for a revalidation"):
+        ann.get(url(campaign, "mine", z, x, y), HTTP_IF_NONE_MATCH=first["ETag"])
+
+
+def test_every_write_that_changes_a_tile_changes_the_viewers_stamp(team, campaign, curated):
+    """Saves (the saver's own stamp), curation, adjudication, assignment, revocation and block
+    imports (everyone's)."""
+    from annotator import curation, tile_stamps
+
+    a = Assignment.objects.filter(status=Assignment.Status.TODO).select_related("interpreter").first()
+    me, rev = a.interpreter, team["rev"]
+    other = next(team[n] for n in ("ann", "bob", "cat", "dan") if team[n] != me)
+    stamps = lambda: (tile_stamps.stamp(campaign.pk, me.pk), tile_stamps.stamp(campaign.pk, other.pk))  # noqa: E731
+    before = stamps()
+    services.save_annotation(a, me, request_id=uuid.uuid4(), version=None, split=split(lcz_6=1000), submit=False)
+    after = stamps()
+    assert after[0] != before[0]                        # ann's own map changed
+    before = after
+    disputed = next(b for b in curated if b.status == "disputed")
+    curation.adjudicate(disputed, rev, split=split(lcz_6=1000), reason="clear on the imagery")
+    after = stamps()
+    assert after[0] != before[0] and after[1] != before[1]
+    before = after
+    leaver = Assignment.objects.filter(status=Assignment.Status.TODO).first().interpreter
+    services.revoke_open_assignments(leaver, campaign=campaign, reason="left")
+    after = stamps()
+    assert after[0] != before[0] and after[1] != before[1]
+    before = after
+    services.assign_blocks(campaign, per_block=3)       # the leaver's blocks go to someone else
+    assert stamps() != before
