@@ -166,6 +166,23 @@ class _Aug:
             img = _jitter(img, *self.col)
         return img
 
+    def box(self, box: np.ndarray) -> np.ndarray:
+        """A local patch's (y0, x0, y1, x1) in the global image after this transform of both
+        (flips, rot90 as np.rot90, zoom about the centre: the patch keeps its size, its centre
+        moves with the global image's zoom)."""
+        y0, x0, y1, x1 = (float(v) for v in box)
+        if self.fh:
+            x0, x1 = 1 - x1, 1 - x0
+        if self.fv:
+            y0, y1 = 1 - y1, 1 - y0
+        for _ in range(self.k % 4):                 # np.rot90: (y, x) -> (1 - x, y)
+            y0, x0, y1, x1 = 1 - x1, y0, 1 - x0, y1
+        if self.s != 1.0:
+            cy, cx, hy, hx = (y0 + y1) / 2, (x0 + x1) / 2, (y1 - y0) / 2, (x1 - x0) / 2
+            cy, cx = 0.5 + self.s * (cy - 0.5), 0.5 + self.s * (cx - 0.5)
+            y0, x0, y1, x1 = cy - hy, cx - hx, cy + hy, cx + hx
+        return np.array([y0, x0, y1, x1], dtype=np.float32)
+
 
 def normalise(img: np.ndarray, valid: np.ndarray | None = None) -> torch.Tensor:
     """uint8 HWC -> float32 CHW normalised; pixels outside ``valid`` (default: any channel > 0)
@@ -317,17 +334,28 @@ class BlockDataset(Dataset):
             loc = [self._img(p, "rgb") for p in b.local_paths[:self.k_local]]
             item.update(prepare_chips(g, m, loc, img_size=self.img_size,
                                       k_local=self.k_local))
+            # each local patch's box in the global image (NaN: unknown or padding; msunet DCAF)
+            boxes = torch.full((self.k_local, 4), float("nan"))
+            if b.local_boxes:
+                kb = torch.tensor(b.local_boxes[:self.k_local], dtype=torch.float32)
+                boxes[:len(kb)] = kb
+            item["local_boxes"] = boxes
             return item
         rng = np.random.default_rng((self.seed, self.epoch, i))
         g = self._img(b.global_path, "rgb")
         m = self._img(b.mask_path, "mask")
-        p = self._img(b.local_paths[int(rng.integers(len(b.local_paths)))], "rgb")
+        j = int(rng.integers(len(b.local_paths)))
+        p = self._img(b.local_paths[j], "rgb")
+        box = (np.asarray(b.local_boxes[j], dtype=np.float32) if b.local_boxes
+               else np.full(4, np.nan, dtype=np.float32))
         if self._augments(b):
             aug = _Aug(self.augment, rng)
             g, m, p = aug(g), aug(m, mask=True), aug(p)
+            box = aug.box(box)
         item["global"] = normalise(g, m > 127)
         item["mask"] = torch.from_numpy((m[None] > 127).astype(np.float32))
         item["local"] = normalise(p)
+        item["local_boxes"] = torch.from_numpy(box)
         item["pure"], pl = self._pure_item(rng)
         item["pure_label"] = torch.tensor(pl, dtype=torch.long)
         return item
@@ -391,6 +419,7 @@ def to_model_batch(batch: dict, device=None, max_pure: int | None = None) -> dic
         "pure": batch["pure"][keep],
         "pure_labels": batch["pure_label"][keep],
         "mask": batch.get("mask"),
+        "local_boxes": batch.get("local_boxes"),
     }
     if device is not None:
         out = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)

@@ -3,7 +3,9 @@
     python -m lcz_model.evaluate var/runs/baseline var/runs/full [--dataset PKG]
     python -m lcz_model.evaluate --baselines --dataset PKG [RUN ...]
 
-Every model is scored on the same test split of the same package. OA and OP are over the pure
+Every model is scored on the same test split of the same package, with the weights its training
+selected on the validation split (lcz_model.train: test is only ever reported, never used to
+choose; compare settings on the runs' val figures in their model cards). OA and OP are over the pure
 test blocks; the MAE family (MAE, WD, MAE_B, MAE_N) is printed twice, over the MIXED test
 blocks and over ALL test blocks, and each table says which (design/metrics.md).
 
@@ -65,6 +67,8 @@ def evaluate_run(run, dataset=None, *, device="cpu", batch_size: int = 16,
         "label": f"{info.get('model_version', '?')}; {tc.get('variant', '?')}, "
                  f"{tc.get('encoder', '?')}, {img_size} px, lr {tc.get('lr', '?')}, "
                  f"{info.get('epoch', '?')}/{tc.get('epochs', '?')} epochs"
+                 + (f", weights of epoch {sel['epoch']} (selected on val)"
+                    if (sel := info.get("selection") or {}).get("epoch") is not None else "")
                  + (" (stopped by --max-minutes)" if hist and hist[-1].get("partial") else ""),
         "model_version": info.get("model_version"),
         "scores": _scores(true, pred),

@@ -27,7 +27,10 @@ Architecture (one shared-weight Swin encoder E, features_only, 4 stages)::
          F_local = P (flattened)
 
     DCAF (dual cross-attention fusion):
-         Q_l = F_global W_l^Q,  K_l = F_local W_l^K,  V_l = F_local W_l^V
+         Q_l = (F_global + E(pos_g)) W_l^Q,  K_l = (F_local + E(pos_l)) W_l^K,  V_l = F_local W_l^V
+              pos_g: each global token's cell on the global grid; pos_l: where each local token
+              lies on that grid (the local patch's box in the global image, ``local_boxes``);
+              E: 2-D sin/cos features -> learned linear (``local_positions``, DECISION)
          F'_global  = F_global + r * Conv(softmax(Q_l K_l^T / sqrt(d)) V_l)     (r init 0)
          S  = softmax(cos(F'_global, F_pure))                                 (over 17 classes)
          Q_p = F'_global W_p^Q,  K_p = F_pure W_p^K,  V_p = F_pure W_p^V
@@ -100,6 +103,15 @@ class MSUNetConfig:
     # DECISION: r of DCAF step 1 at initialisation 0 (as method.md); 1 was no better and less
     # stable. Evidence: docs/model-decisions.md.
     local_gate_init: float = 0.0
+    # DECISION: DCAF step 1 gives local tokens their position on the global token grid (the
+    # local patch's box in the global image, from the package's images/local_boxes.csv or the
+    # chips' origins), and global tokens theirs, added to the inputs of Q_l and K_l: the
+    # fusion "attends to the global tokens a local patch lies under", which it cannot without
+    # positions (local patches alone say nothing about where they are). Method-faithful = on;
+    # False reproduces the earlier position-free fusion. Blocks without boxes get no position
+    # terms. Evidence: docs/model-decisions.md (pending a GPU run).
+    local_positions: bool = True
+    position_freqs: int = 6            # sin/cos frequencies per axis of the position features
     n_classes: int = N_CLASSES
 
     def __post_init__(self) -> None:
@@ -136,8 +148,9 @@ class MSUNetConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MSUNetConfig":
         names = {f.name for f in dataclasses.fields(cls)}
-        # checkpoints written before token_pool existed were trained with plain GAP
-        d = {"token_pool": "all", **d}
+        # checkpoints written before token_pool existed were trained with plain GAP, before
+        # local_positions without positions
+        d = {"token_pool": "all", "local_positions": False, **d}
         unknown = sorted(set(d) - names)
         if unknown:
             warnings.warn(f"MSUNetConfig: ignoring unknown keys {unknown}", stacklevel=2)
@@ -279,10 +292,54 @@ class LocalUnmixing(nn.Module):
         return tokens, a, recon
 
 
-class LocalCrossAttention(nn.Module):
-    """DCAF step 1: F' = F_global + r * Conv(softmax(Q_l K_l^T / sqrt(d)) V_l), r init 0."""
+class GridPositions(nn.Module):
+    """Positions on the global token grid -> d: 2-D sin/cos features (``n_freq`` octaves per
+    axis, from twice the grid down to 1/2**(n_freq-1) of it, so sub-cell offsets of local tokens
+    differ) through a learned linear map, shared by global and local tokens (the same place gives
+    the same embedding)."""
 
-    def __init__(self, dim: int, gate_init: float = 0.0):
+    def __init__(self, dim: int, grid: int, n_freq: int = 6):
+        super().__init__()
+        self.grid = int(grid)
+        self.register_buffer("freqs", torch.pi / self.grid * 2.0 ** torch.arange(n_freq),
+                             persistent=False)
+        self.proj = nn.Linear(4 * n_freq, dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # DECISION: torch's default Linear init (not the 0.02 of the token layers), zero bias:
+        # embeddings of a size comparable to the tokens', so positions count from the start
+        self.proj.reset_parameters()
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, yx: torch.Tensor) -> torch.Tensor:
+        """yx (..., 2) in token units of the global grid (cell i spans [i, i+1)) -> (..., d)."""
+        ang = yx.float().unsqueeze(-1) * self.freqs                   # (..., 2, F)
+        return self.proj(torch.cat([ang.sin(), ang.cos()], dim=-1).flatten(-2))
+
+    def global_cells(self, hw: tuple[int, int], device) -> torch.Tensor:
+        """(h*w, 2) centres of the global tokens, row-major as the tokens are flattened."""
+        ys = torch.arange(hw[0], device=device, dtype=torch.float32) + 0.5
+        xs = torch.arange(hw[1], device=device, dtype=torch.float32) + 0.5
+        return torch.stack(torch.meshgrid(ys, xs, indexing="ij"), dim=-1).reshape(-1, 2)
+
+    def local_cells(self, boxes: torch.Tensor, hw: tuple[int, int], g: int) -> torch.Tensor:
+        """boxes (N, 4) = (y0, x0, y1, x1) of each local patch in the global image (fractions of
+        its side) -> (N, g*g, 2): where each of the patch's g x g tokens lies on the global grid."""
+        u = (torch.arange(g, device=boxes.device, dtype=torch.float32) + 0.5) / g
+        b = boxes.float()
+        ys = b[:, 0:1] + u * (b[:, 2:3] - b[:, 0:1])                 # (N, g) in [0, 1]
+        xs = b[:, 1:2] + u * (b[:, 3:4] - b[:, 1:2])
+        yy = ys[:, :, None].expand(-1, g, g) * hw[0]
+        xx = xs[:, None, :].expand(-1, g, g) * hw[1]
+        return torch.stack([yy, xx], dim=-1).reshape(b.shape[0], g * g, 2)
+
+
+class LocalCrossAttention(nn.Module):
+    """DCAF step 1: F' = F_global + r * Conv(softmax(Q_l K_l^T / sqrt(d)) V_l), r init 0; with
+    ``positions``, Q_l and K_l read the tokens plus their places on the global grid."""
+
+    def __init__(self, dim: int, gate_init: float = 0.0, positions: GridPositions | None = None):
         super().__init__()
         self.q = nn.Linear(dim, dim)
         self.k = nn.Linear(dim, dim)
@@ -291,11 +348,25 @@ class LocalCrossAttention(nn.Module):
         # projection with spatial context).
         self.conv = nn.Conv2d(dim, dim, 3, padding=1)
         self.gate = nn.Parameter(torch.full((1,), float(gate_init)))  # r
+        self.pos = positions
 
-    def forward(self, f_global: torch.Tensor, f_local: torch.Tensor, hw: tuple[int, int]):
+    def forward(self, f_global: torch.Tensor, f_local: torch.Tensor, hw: tuple[int, int],
+                local_boxes: torch.Tensor | None = None):
         n, t, d = f_global.shape
-        q = self.q(f_global).unsqueeze(1)
-        k = self.k(f_local).unsqueeze(1)
+        qg, kl = f_global, f_local
+        if self.pos is not None:
+            if local_boxes is None:     # unknown: NaN rows (the embedding stays in the graph
+                local_boxes = f_global.new_full((n, 4), float("nan"))  # at weight 0: DDP)
+            # rows without a box (NaN) get no position terms on either side
+            has = torch.isfinite(local_boxes).all(dim=-1)                  # (n,)
+            boxes = torch.where(has[:, None], local_boxes, torch.zeros_like(local_boxes))
+            g = int(round(f_local.shape[1] ** 0.5))
+            w = has.to(f_global.dtype)[:, None, None]
+            pe_g = self.pos(self.pos.global_cells(hw, f_global.device)).to(f_global.dtype)
+            pe_l = self.pos(self.pos.local_cells(boxes, hw, g)).to(f_local.dtype)
+            qg, kl = f_global + w * pe_g, f_local + w * pe_l
+        q = self.q(qg).unsqueeze(1)
+        k = self.k(kl).unsqueeze(1)
         v = self.v(f_local).unsqueeze(1)
         # single head, scale 1/sqrt(d), exactly softmax(QK^T/sqrt(d))V
         att = F.scaled_dot_product_attention(q, k, v).squeeze(1)      # (n, t, d)
@@ -333,13 +404,15 @@ class PureCrossAttention(nn.Module):
 
 
 class DCAF(nn.Module):
-    def __init__(self, dim: int, local_gate_init: float = 0.0):
+    def __init__(self, dim: int, local_gate_init: float = 0.0, grid: int | None = None,
+                 local_positions: bool = False, position_freqs: int = 6):
         super().__init__()
-        self.local_attn = LocalCrossAttention(dim, local_gate_init)
+        pos = GridPositions(dim, grid, position_freqs) if local_positions and grid else None
+        self.local_attn = LocalCrossAttention(dim, local_gate_init, pos)
         self.pure_attn = PureCrossAttention(dim)
 
-    def forward(self, f_global, f_local, f_pure, valid, hw):
-        f = f_global if f_local is None else self.local_attn(f_global, f_local, hw)
+    def forward(self, f_global, f_local, f_pure, valid, hw, local_boxes=None):
+        f = f_global if f_local is None else self.local_attn(f_global, f_local, hw, local_boxes)
         return self.pure_attn(f, f_pure, valid)
 
 
@@ -425,7 +498,8 @@ class MSUNet(nn.Module):
             cell = cfg.img_size // cfg.recon_scale // self.grid
             self.lsg = LocalUnmixing(chans, d, self.grid, n, cell)
         if cfg.variant == "full":
-            self.dcaf = DCAF(d, cfg.local_gate_init)
+            self.dcaf = DCAF(d, cfg.local_gate_init, self.grid, cfg.local_positions,
+                             cfg.position_freqs)
         elif cfg.variant == "psg_lsg":
             self.concat_fuse = ConcatFusion(d)
         self.head_norm = nn.LayerNorm(d)
@@ -434,6 +508,8 @@ class MSUNet(nn.Module):
         for part in (self.token_proj, self.dcaf, self.concat_fuse):
             if part is not None:
                 part.apply(_init_linear)
+        if self.dcaf is not None and self.dcaf.local_attn.pos is not None:
+            self.dcaf.local_attn.pos.reset_parameters()
 
     # -- helpers -------------------------------------------------------------------------------
     @property
@@ -456,7 +532,11 @@ class MSUNet(nn.Module):
     # -- forward -------------------------------------------------------------------------------
     def forward(self, global_img: torch.Tensor, local_img: torch.Tensor | None = None,
                 pure_img: torch.Tensor | None = None, pure_labels: torch.Tensor | None = None,
-                local_mask: torch.Tensor | None = None) -> dict[str, Any]:
+                local_mask: torch.Tensor | None = None,
+                local_boxes: torch.Tensor | None = None) -> dict[str, Any]:
+        """``local_boxes``: (B, 4) or (B, K, 4) as ``local_img``, each local patch's (y0, x0,
+        y1, x1) in the global image as fractions of its side (NaN: unknown); read by DCAF when
+        ``cfg.local_positions``."""
         cfg = self.cfg
         b = global_img.shape[0]
         local_4d = local_img is not None and local_img.dim() == 4
@@ -515,7 +595,10 @@ class MSUNet(nn.Module):
             cov_g = cov_g.repeat_interleave(k, dim=0) if cov_g is not None else None
         if cfg.variant == "full":
             f_pure = self.token_proj(self.bank.prototypes)               # (17, d)
-            fused = self.dcaf(tokens_g, tokens_l, f_pure, self.bank.valid, hw)
+            boxes = None
+            if use_local and local_boxes is not None and cfg.local_positions:
+                boxes = local_boxes.to(tokens_g.device).reshape(-1, 4)   # (B*K, 4), b-major
+            fused = self.dcaf(tokens_g, tokens_l, f_pure, self.bank.valid, hw, boxes)
             pooled = pool_tokens(self.head_norm(fused), cov_g)
         elif cfg.variant == "psg_lsg":
             g = pool_tokens(self.head_norm(tokens_g), cov_g)
@@ -547,7 +630,7 @@ class MSUNet(nn.Module):
         """
         cfg = self.cfg
         out = self(batch["global"], batch.get("local"), batch.get("pure"),
-                   batch.get("pure_labels"), batch.get("local_mask"))
+                   batch.get("pure_labels"), batch.get("local_mask"), batch.get("local_boxes"))
         y = batch["fractions"].to(out["pair_logits"].device).float()
         ce = soft_cross_entropy(out["pair_logits"], y.unsqueeze(1))      # (B, K)
         losses = {"global": masked_mean(ce, out["local_mask"])}
@@ -604,14 +687,16 @@ class MSUNet(nn.Module):
 
     @torch.inference_mode()
     def predict(self, global_img: torch.Tensor, local_imgs=None,
-                local_mask: torch.Tensor | None = None) -> torch.Tensor:
+                local_mask: torch.Tensor | None = None,
+                local_boxes: torch.Tensor | None = None) -> torch.Tensor:
         """(B, 17) abundances, eval mode, no grad. ``local_imgs``: (B, K, 3, H, W) with
         ``local_mask`` (B, K) for padded slots, or a list of B tensors (K_i, 3, H, W)."""
         was = self.training
         self.eval()
         try:
             local_imgs, local_mask = self._prepare_locals(global_img, local_imgs, local_mask)
-            return self(global_img, local_imgs, local_mask=local_mask)["abundances"].float()
+            return self(global_img, local_imgs, local_mask=local_mask,
+                        local_boxes=local_boxes)["abundances"].float()
         finally:
             self.train(was)
 

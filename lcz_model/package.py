@@ -5,8 +5,15 @@ standard library, numpy and (for chips) Pillow; ``blocks.gpkg`` is not needed to
 non-geometry columns are repeated in labels.csv / derivable) and is only opened on request.
 
     pkg = read_package("var/packages/synthetic-v1")
-    pkg.split("train")       -> list[BlockRecord]
+    pkg.split("train")       -> list[BlockRecord]   ("train", "val" or "test")
     pkg.fractions("test")    -> (N, 17) float64 in lcz_model.classes order
+
+Splits: splits/train.txt and splits/test.txt are required; splits/val.txt (models choose epochs
+and settings on it, and report test once) is optional, so packages written before it existed
+still load: :meth:`Package.carve_val` then takes a seeded validation split from train in memory.
+Optional ``images/local_boxes.csv`` (block_id, k, y0, x0, y1, x1) gives each local patch's box
+in the block's global image, as fractions of its side (:func:`local_boxes`); MSU-Net's DCAF
+uses it to place local tokens on the global token grid.
 
 Errors say which file and which row or block is wrong, and what is expected.
 """
@@ -25,11 +32,13 @@ from .classes import CLASSES, KEYS, N_CLASSES
 
 __all__ = [
     "BlockRecord", "Package", "PackageError", "read_package", "package_checksum",
-    "verify_checksums", "sha256_file", "sha256sums_text", "SUM_TOLERANCE",
+    "verify_checksums", "sha256_file", "sha256sums_text", "SUM_TOLERANCE", "SPLITS",
+    "LOCAL_BOXES_FILE", "local_boxes", "write_local_boxes",
 ]
 
 SUM_TOLERANCE = 1e-9
-SPLITS = ("train", "test")
+SPLITS = ("train", "val", "test")
+LOCAL_BOXES_FILE = "images/local_boxes.csv"
 _LOCAL_RE = re.compile(r"^(?P<bid>.+)_(?P<k>\d+)\.png$")
 
 
@@ -40,13 +49,16 @@ class PackageError(ValueError):
 @dataclass
 class BlockRecord:
     block_id: str
-    split: str | None              # "train", "test" or None (in labels.csv but in no split file)
+    split: str | None              # "train", "val", "test" or None (in labels.csv, in no split file)
     fractions: np.ndarray          # (17,) float64, sums to 1
     pure: bool                     # one class has abundance 1
     dominant: int                  # index of the largest fraction (lcz_model.classes order)
     global_path: Path
     mask_path: Path
     local_paths: list[Path] = field(default_factory=list)
+    # (y0, x0, y1, x1) of each local patch in the global image (fractions of its side), in
+    # local_paths order; None where the package does not record them (LOCAL_BOXES_FILE)
+    local_boxes: list[tuple[float, float, float, float]] | None = None
 
     def load_chips(self):
         """The block's images as a :class:`lcz_model.chips.BlockChips`."""
@@ -65,7 +77,7 @@ class Package:
         return len(self.blocks)
 
     def split(self, name: str | None) -> list[BlockRecord]:
-        """Blocks of one split ("train"/"test"); None or "all" gives every block."""
+        """Blocks of one split ("train"/"val"/"test"); None or "all" gives every block."""
         if name in (None, "all"):
             return list(self.blocks)
         if name not in SPLITS:
@@ -80,6 +92,24 @@ class Package:
 
     def by_id(self) -> dict[str, BlockRecord]:
         return {b.block_id: b for b in self.blocks}
+
+    def carve_val(self, fraction: float, seed: int) -> list[str]:
+        """For a package without splits/val.txt: move a seeded ``fraction`` of the train blocks
+        (rounded, at least 1, leaving at least 1 in train) to "val", in memory only (the files
+        and the package checksum are unchanged). Returns the moved ids (sorted); none when the
+        package already has a val split, ``fraction`` is 0 or train holds under 2 blocks."""
+        train = [b for b in self.blocks if b.split == "train"]
+        if self.meta["counts"].get("val") or fraction <= 0 or len(train) < 2:
+            return []
+        n = min(max(1, int(round(len(train) * fraction))), len(train) - 1)
+        # a generator of its own (seed, purpose): the same val for the same package and seed
+        rng = np.random.default_rng([int(seed), 0x7A1])
+        moved = [train[i] for i in sorted(rng.permutation(len(train))[:n])]
+        for b in moved:
+            b.split = "val"
+        self.meta["counts"] = {s: sum(1 for b in self.blocks if b.split == s) for s in SPLITS}
+        self.meta["val_carved_from_train"] = {"n": len(moved), "fraction": fraction, "seed": int(seed)}
+        return sorted(b.block_id for b in moved)
 
     def read_blocks_gpkg(self):
         """blocks.gpkg as a GeoDataFrame (imports geopandas on demand)."""
@@ -262,14 +292,20 @@ def read_package(path, *, verify: bool = False, require_images: bool = True) -> 
         verify_checksums(root)
     ids, fr = _read_labels(root / "labels.csv")
     known = set(ids)
-    train = _read_split(root / "splits" / "train.txt", known)
-    test = _read_split(root / "splits" / "test.txt", known)
-    both = set(train) & set(test)
-    if both:
-        raise PackageError(f"{len(both)} block(s) are in both splits/train.txt and "
-                           f"splits/test.txt, e.g. {sorted(both)[:5]}")
-    split_of = {b: "train" for b in train}
-    split_of.update({b: "test" for b in test})
+    members = {"train": _read_split(root / "splits" / "train.txt", known),
+               "test": _read_split(root / "splits" / "test.txt", known)}
+    has_val = (root / "splits" / "val.txt").exists()
+    if has_val:
+        members["val"] = _read_split(root / "splits" / "val.txt", known)
+    split_of: dict[str, str] = {}
+    for name in SPLITS:
+        for b in members.get(name, ()):
+            if b in split_of:
+                both = sorted(set(members[split_of[b]]) & set(members[name]))
+                raise PackageError(f"{len(both)} block(s) are in both splits/{split_of[b]}.txt "
+                                   f"and splits/{name}.txt, e.g. {both[:5]}")
+            split_of[b] = name
+    boxes = _read_local_boxes(root / LOCAL_BOXES_FILE, known)
 
     local_dir = root / "images" / "local"
     locals_by_id: dict[str, list[tuple[int, Path]]] = {}
@@ -295,7 +331,8 @@ def read_package(path, *, verify: bool = False, require_images: bool = True) -> 
         blocks.append(BlockRecord(
             block_id=bid, split=split_of.get(bid), fractions=f,
             pure=bool(f[dom] >= 1.0 - SUM_TOLERANCE), dominant=dom,
-            global_path=g, mask_path=mk, local_paths=loc))
+            global_path=g, mask_path=mk, local_paths=loc,
+            local_boxes=_boxes_for(boxes, bid, len(loc), root)))
     if missing:
         raise PackageError(f"{root}: {len(missing)} image file(s) missing, e.g. "
                            f"{missing[:5]}")
@@ -305,6 +342,8 @@ def read_package(path, *, verify: bool = False, require_images: bool = True) -> 
         "name": root.name,
         "n_blocks": len(blocks),
         "counts": counts,
+        "has_val_split": has_val,
+        "has_local_boxes": boxes is not None,
         "n_unsplit": sum(1 for b in blocks if b.split is None),
         "n_pure": sum(1 for b in blocks if b.pure),
         "dominant_counts": {
@@ -313,3 +352,59 @@ def read_package(path, *, verify: bool = False, require_images: bool = True) -> 
         "verified": bool(verify),
     }
     return Package(path=root, blocks=blocks, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# local patch boxes (where each local patch lies in its block's global image)
+
+
+def local_boxes(origins, global_window, size: int) -> list[tuple[float, float, float, float]]:
+    """(y0, x0, y1, x1) of each local crop in the global image, as fractions of the global
+    image's side: ``origins`` are the crops' top-left (row, col) raster pixels, ``global_window``
+    the global image's square window (row_off, col_off, side) and ``size`` the crop side, all in
+    native pixels (``lcz_model.chips.BlockChips``)."""
+    g_row, g_col, side = global_window
+    return [((r - g_row) / side, (c - g_col) / side, (r - g_row + size) / side,
+             (c - g_col + size) / side) for r, c in origins]
+
+
+def write_local_boxes(path, rows) -> None:
+    """Write LOCAL_BOXES_FILE: ``rows`` of (block_id, [(y0, x0, y1, x1), ...]) in package order."""
+    lines = ["block_id,k,y0,x0,y1,x1\n"]
+    for bid, boxes in rows:
+        lines += [f"{bid},{k}," + ",".join(f"{v:.6f}" for v in box) + "\n"
+                  for k, box in enumerate(boxes)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("".join(lines), encoding="utf-8")
+
+
+def _read_local_boxes(path: Path, known: set[str]) -> dict[str, dict[int, tuple]] | None:
+    if not path.exists():
+        return None
+    out: dict[str, dict[int, tuple]] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows or [h.strip() for h in rows[0]] != ["block_id", "k", "y0", "x0", "y1", "x1"]:
+        raise PackageError(f"{path}: header must be block_id,k,y0,x0,y1,x1")
+    for n, row in enumerate(rows[1:], 2):
+        if not row:
+            continue
+        try:
+            bid, k, box = row[0].strip(), int(row[1]), tuple(float(v) for v in row[2:6])
+        except (ValueError, IndexError):
+            raise PackageError(f"{path} line {n}: expected block_id, k and four numbers") from None
+        if len(box) != 4 or not all(np.isfinite(box)):
+            raise PackageError(f"{path} line {n}: block {bid!r} has a bad box {row[2:]}")
+        if bid in known:        # rows of other blocks are ignored, as their image files are
+            out.setdefault(bid, {})[k] = box
+    return out
+
+
+def _boxes_for(boxes, bid: str, n_local: int, root: Path):
+    if boxes is None:
+        return None
+    mine = boxes.get(bid, {})
+    if sorted(mine) != list(range(n_local)):
+        raise PackageError(f"{root / LOCAL_BOXES_FILE}: block {bid} has boxes for patches "
+                           f"{sorted(mine)}, but {n_local} local patch(es)")
+    return [mine[k] for k in range(n_local)]

@@ -48,12 +48,14 @@ def load_model(checkpoint, device="cpu"):
 
 @torch.no_grad()
 def predict_tensors(model, global_img: torch.Tensor, local: torch.Tensor,
-                    valid: torch.Tensor | None = None) -> torch.Tensor:
+                    valid: torch.Tensor | None = None,
+                    local_boxes: torch.Tensor | None = None) -> torch.Tensor:
     """global (B,3,H,W), local (B,K,3,H,W) with valid (B,K) bool -> (B,17) abundances: the mean
     over each block's valid local patches of the (global, local_k) pair's abundances."""
     # MSUNet pairs every valid local patch with its block's global image and averages the
     # pairs' abundances (local_mask marks the padded slots).
-    out = model(global_img, local, local_mask=valid)["abundances"].float()
+    kw = {} if local_boxes is None else {"local_boxes": local_boxes}  # (B,K,4): msunet DCAF
+    out = model(global_img, local, local_mask=valid, **kw)["abundances"].float()
     # renormalise against float drift so rows sum to 1 (they are means of distributions)
     return out / out.sum(1, keepdim=True).clamp(min=1e-12)
 
@@ -134,8 +136,10 @@ def predict_dataset(model, dataset, batch_size: int = 16, device="cpu",
     rows = []
     for b in dl:
         with _device_ctx(device):
+            boxes = b.get("local_boxes")
             p = predict_tensors(model, b["global"].to(device), b["local"].to(device),
-                                b["local_valid"].to(device))
+                                b["local_valid"].to(device),
+                                None if boxes is None else boxes.to(device))
         rows.append(p.double().cpu().numpy())
     out = np.concatenate(rows)
     return out / out.sum(1, keepdims=True)

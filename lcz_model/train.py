@@ -3,13 +3,20 @@
     python -m lcz_model.train --dataset var/packages/synthetic-v1 --out var/runs/full \
         --variant full --encoder swin_micro --epochs 10 --img-size 128 --device cpu
 
-Per epoch: train with tqdm progress, evaluate on the test split (OA/OP on pure blocks; the MAE
-family on mixed and on all test blocks), then write, each atomically (lcz_model.atomic),
-  checkpoint.pt       model, optimizer, scheduler, GradNorm, epoch, RNG states, history
-  model_card.json     model_version (content hash of the weights), configs, dataset checksum,
-                      metrics per epoch, the DECISIONs
-  log.csv             one row per epoch
-  learning_curve.png  training losses and test MAE/WD per epoch
+Per epoch: train with tqdm progress, evaluate on the VALIDATION split every ``--eval-every``
+epochs and after the last (OA/OP on pure blocks; the MAE family on mixed and on all val blocks),
+and select the epoch whose weights are kept by val MAE over the mixed val blocks (``SELECTION``).
+The test split is read ONCE, after the last epoch, on the selected weights; nothing chooses on
+it. A package without splits/val.txt gets a seeded val carved from train (``--val-fraction``,
+said in the model card). Then write, each atomically (lcz_model.atomic),
+  checkpoint.pt       model (the selected weights once finished; "last_model" keeps the last
+                      epoch's when they differ, for --resume), optimizer, scheduler, GradNorm,
+                      epoch, RNG states, history, the selection
+  model_card.json     model_version (content hash of the selected weights), configs, dataset
+                      checksum, val metrics per evaluation, the selection, the final test
+                      metrics separately, the DECISIONs
+  log.csv             one row per epoch (val_* columns; test_* only on the last row)
+  learning_curve.png  training losses, val MAE/WD per epoch, the test once
 ``--resume`` continues after an interruption from the last completed epoch: an interrupted
 then resumed run gives the same weights as an uninterrupted one (CPU).
 
@@ -22,7 +29,7 @@ the W processes together see every item of the epoch's plan exactly once. GradNo
 weights are computed from losses and shared-layer gradients averaged over the processes
 (lcz_model.gradnorm), and the endmember bank sums its class means over them (MSUNet), so every
 process keeps the same weights and, with dropout and drop-path off, a step matches one
-process on the same global batch up to float rounding. Evaluation splits the test blocks
+process on the same global batch up to float rounding. Evaluation splits the val (or test) blocks
 over the processes and gathers the predictions; only rank 0 writes the run files and prints,
 and every rank loads the checkpoint to resume. Without torchrun nothing of this is started.
 
@@ -69,6 +76,11 @@ __all__ = ["TrainConfig", "train", "weights_hash", "main", "VARIANTS", "DECISION
 
 VARIANTS = ("baseline", "psg", "psg_lsg", "full")
 METRIC_KEYS = ("OA", "OP", "MAE", "WD", "MAE_B", "MAE_N")   # printed names
+# How the kept weights are chosen; copied into the model card. Only val metrics are read.
+SELECTION = ("val MAE (mixed blocks): the evaluated epoch with the lowest MAE over the mixed "
+             "val blocks (all val blocks where val has no mixed block; ties: the earlier epoch); "
+             "test evaluated once, after the last epoch, on those weights")
+SELECTION_NO_VAL = "last epoch (no validation split: --val-fraction 0 and none in the package)"
 # keys of lcz_model.metrics.evaluate_fractions kept per epoch (the card's final entry keeps all)
 _EPOCH_KEYS = ("n_subset", "oa", "op", "oa_w", "mae", "wd", "mae_b", "mae_n",
                "soft_similarity", "per_class_mae")
@@ -104,6 +116,12 @@ DECISIONS = [
     "reconstruction loss plateaus).",
     "model_version = variant + the first 16 hex digits of sha256 over the weights (names, "
     "dtypes, shapes and bytes in sorted key order).",
+    "Selection: the kept weights are those of the evaluated epoch with the lowest val MAE over "
+    "mixed val blocks; test is evaluated once, after the last epoch, on them (a package without "
+    "splits/val.txt: a seeded val carved from train).",
+    "DCAF step 1: local tokens carry their position on the global token grid (the local patch's "
+    "box in the global image), global tokens theirs, added to Q_l/K_l inputs (model_config "
+    "local_positions; off reproduces the position-free fusion).",
 ]
 
 
@@ -144,7 +162,11 @@ class TrainConfig:
     gradnorm_min_weight: float | None = _opt(0.1, "floor of each GradNorm task weight (weights sum "
                                                   "to the task count)")
     k_local: int = _opt(8, "local patches per block at evaluation")
-    eval_every: int = _opt(1, "evaluate on the test split every N epochs (always after the last)")
+    eval_every: int = _opt(1, "evaluate on the val split every N epochs (always after the last); the "
+                              "test split is evaluated once, at the end")
+    val_fraction: float = _opt(0.1, "for a package without splits/val.txt: the share of its train "
+                                    "blocks carved (seeded by --seed) into a validation split; 0: none "
+                                    "(then the last epoch is kept)")
     pure_fraction: float = _opt(1.0, "PSG pure images per step, as a share of the batch size")
     eval_batch_size: int = _opt(16, "blocks per evaluation batch")
     num_workers: int = _opt(0, "DataLoader worker processes")
@@ -315,7 +337,7 @@ def _seed_all(seed: int) -> None:
 
 
 def _metrics(true: np.ndarray, pred: np.ndarray, full: bool = False) -> dict:
-    """evaluate_fractions on mixed and on all test blocks (nan -> None for JSON)."""
+    """evaluate_fractions on mixed and on all blocks of a split (nan -> None for JSON)."""
     from .metrics import evaluate_fractions
 
     out = {}
@@ -348,8 +370,10 @@ def _jsonable(v):
 def _write_log_csv(path: Path, history: list[dict], tasks: list[str]) -> None:
     cols = ["epoch", "steps", "lr", "seconds", "partial", "train_loss"]
     cols += [f"loss_{t}" for t in tasks] + [f"weight_{t}" for t in tasks]
-    for subset in ("mixed", "all"):
-        cols += [f"{k}_{subset}" for k in METRIC_KEYS]
+    for split in ("val", "test"):
+        for subset in ("mixed", "all"):
+            cols += [f"{split}_{k}_{subset}" for k in METRIC_KEYS]
+    cols.append("selected_epoch")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
@@ -358,9 +382,11 @@ def _write_log_csv(path: Path, history: list[dict], tasks: list[str]) -> None:
                int(h.get("partial", False)), _fmt(h["train_loss"])]
         row += [_fmt(h["losses"].get(t)) for t in tasks]
         row += [_fmt(h["task_weights"].get(t)) for t in tasks]
-        for subset in ("mixed", "all"):
-            m = h["test"].get(subset, {})
-            row += [_fmt(m.get(k.lower())) for k in METRIC_KEYS]
+        for split in ("val", "test"):
+            for subset in ("mixed", "all"):
+                m = h.get(split, {}).get(subset, {})
+                row += [_fmt(m.get(k.lower())) for k in METRIC_KEYS]
+        row.append("" if h.get("selected_epoch") is None else h["selected_epoch"])
         w.writerow(row)
     atomic_write_bytes(path, buf.getvalue().encode(), fsync=True)
 
@@ -388,11 +414,17 @@ def _write_curve(path: Path, history: list[dict], tasks: list[str], title: str) 
     a1.grid(alpha=.3)
     for subset, ls in (("mixed", "-"), ("all", "--")):
         for k, c in (("MAE", "tab:blue"), ("WD", "tab:red")):
-            ys = [h["test"].get(subset, {}).get(k.lower()) for h in history]
+            ys = [h.get("val", {}).get(subset, {}).get(k.lower()) for h in history]
             ys = [np.nan if y is None else y for y in ys]
-            a2.plot(ep, ys, ls, color=c, marker="o", label=f"{k} ({subset} test blocks)")
+            a2.plot(ep, ys, ls, color=c, marker="o", label=f"{k} ({subset} val blocks)")
+    last = history[-1] if history else {}
+    sel = last.get("selected_epoch")
+    for subset, mk in (("mixed", "*"), ("all", "x")):
+        t = last.get("test", {}).get(subset, {}).get("mae")
+        if t is not None and sel is not None:   # the test, once: the selected weights
+            a2.plot([sel], [t], mk, color="k", markersize=10, label=f"test MAE ({subset}), once")
     a2.set_xlabel("epoch")
-    a2.set_ylabel("test error")
+    a2.set_ylabel("val error (test: once, selected weights)")
     a2.legend(fontsize=8)
     a2.grid(alpha=.3)
     fig.suptitle(title)
@@ -404,13 +436,9 @@ def _write_curve(path: Path, history: list[dict], tasks: list[str], title: str) 
 
 
 def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, tasks,
-          version: str, whash: str, finished: bool, test_full: dict) -> dict:
+          version: str, whash: str, finished: bool, test_full: dict, selection: dict) -> dict:
     import timm
 
-    best = None
-    scored = [h for h in history if h["test"].get("all", {}).get("mae") is not None]
-    if scored:
-        best = min(scored, key=lambda h: h["test"]["all"]["mae"])["epoch"]
     return {
         "model_version": version,
         "weights_sha256": whash,
@@ -426,13 +454,20 @@ def _card(cfg: TrainConfig, model, model_config: dict, history, dataset_info, ta
         "dataset": dataset_info,
         "epochs_done": len(history),
         "finished": finished,
-        "best_epoch_by_MAE_all": best,
-        "metrics_note": "OA/OP on pure test blocks; MAE, WD, MAE_B, MAE_N on mixed and on all "
-                        "test blocks (see design/metrics.md)",
+        # which split chose what: epochs (and any setting compared across runs) on val only;
+        # test once, at the end, on the selected weights (these weights once finished)
+        "selection": selection,
+        "selected_epoch": selection.get("epoch"),
+        "metrics_note": "per epoch 'val': OA/OP on pure val blocks; MAE, WD, MAE_B, MAE_N on mixed "
+                        "and on all val blocks (see design/metrics.md). 'test' (the last entry and "
+                        "test_metrics_of_these_weights): the test split, evaluated once after the "
+                        "last epoch on the selected weights",
         "test_metrics_of_these_weights": test_full,
         "metrics": [{"epoch": h["epoch"], "partial": h.get("partial", False),
                      "train_loss": h["train_loss"], "losses": h["losses"],
-                     "task_weights": h["task_weights"], "test": h["test"]} for h in history],
+                     "task_weights": h["task_weights"], "val": h.get("val", {}),
+                     "selected_epoch": h.get("selected_epoch"), "test": h.get("test", {})}
+                    for h in history],
         "decisions": DECISIONS,
         "software": {"torch": torch.__version__, "timm": timm.__version__,
                      "python": sys.version.split()[0]},
@@ -471,7 +506,9 @@ class _Data:
     pkg: Package
     info: dict                     # the model card's "dataset"
     train: BlockDataset | None = None
+    val: BlockDataset | None = None       # None: no validation split (the last epoch is kept)
     test: BlockDataset | None = None
+    true_val: np.ndarray | None = None
     true_test: np.ndarray | None = None
 
 
@@ -500,6 +537,10 @@ class _State:
     step: int = 0
     dist: distrib.Dist = field(default_factory=distrib.Dist)
     ddp: torch.nn.Module | None = None  # the DDP-wrapped _Losses when world_size > 1
+    # the selection so far: {"rule", "metric", "epoch", "score", "candidates"}; only val is read
+    selection: dict = field(default_factory=dict)
+    selected_state: dict | None = None  # CPU copy of the selected epoch's weights
+    last_state: dict | None = None      # the last epoch's weights once the selected ones are loaded
 
     def losses(self, mb: dict) -> dict:
         return self.ddp(mb) if self.ddp is not None else self.model.losses(mb)
@@ -518,12 +559,20 @@ def _check(cfg: TrainConfig) -> None:
 
 def _read_data(cfg: TrainConfig) -> _Data:
     pkg = read_package(cfg.dataset, verify=cfg.verify_dataset)
+    if not pkg.split("train") or not pkg.split("test"):
+        raise ValueError(f"{cfg.dataset}: train and test must hold blocks (train "
+                         f"{pkg.meta['counts']['train']}, test {pkg.meta['counts']['test']})")
+    if pkg.meta["counts"]["val"]:
+        val_source = "the package's splits/val.txt"
+    else:
+        carved = pkg.carve_val(cfg.val_fraction, cfg.seed)   # in memory; files unchanged
+        val_source = (f"carved from the package's train split (it has no splits/val.txt): "
+                      f"{len(carved)} blocks, --val-fraction {cfg.val_fraction:g}, seed {cfg.seed}"
+                      if carved else "none (no splits/val.txt and nothing carved from train)")
     info = {"path": str(Path(cfg.dataset).resolve()), "name": pkg.meta["name"],
             "checksum_sha256": package_checksum(cfg.dataset),
-            "counts": pkg.meta["counts"], "n_pure": pkg.meta["n_pure"]}
-    if not pkg.split("train") or not pkg.split("test"):
-        raise ValueError(f"{cfg.dataset}: both splits must hold blocks (train "
-                         f"{pkg.meta['counts']['train']}, test {pkg.meta['counts']['test']})")
+            "counts": pkg.meta["counts"], "n_pure": pkg.meta["n_pure"], "val_source": val_source,
+            "local_boxes": bool(pkg.meta.get("has_local_boxes"))}
     return _Data(pkg, info)
 
 
@@ -534,7 +583,7 @@ def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data,
     run = ck_path.parent
     ck = torch.load(ck_path, map_location=device, weights_only=False)
     old = TrainConfig.from_any(ck["train_config"])
-    for k in ("variant", "encoder", "img_size", "batch_size", "seed", "epochs", "lr"):
+    for k in ("variant", "encoder", "img_size", "batch_size", "seed", "epochs", "lr", "val_fraction"):
         if getattr(old, k) != getattr(cfg, k):
             raise ValueError(f"--resume: {k} was {getattr(old, k)!r} in {run}, now "
                              f"{getattr(cfg, k)!r}; resume with the same settings")
@@ -548,6 +597,10 @@ def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data,
 def _datasets(cfg: TrainConfig, data: _Data) -> None:
     data.train = BlockDataset(data.pkg, "train", img_size=cfg.img_size,
                               augment=AugmentConfig.from_dict(cfg.augment), seed=cfg.seed)
+    if data.pkg.split("val"):
+        data.val = BlockDataset(data.pkg, "val", img_size=cfg.img_size, train=False,
+                                k_local=cfg.k_local)
+        data.true_val = data.pkg.fractions("val")
     data.test = BlockDataset(data.pkg, "test", img_size=cfg.img_size, train=False,
                              k_local=cfg.k_local)
     data.true_test = data.pkg.fractions("test")
@@ -579,8 +632,20 @@ def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None,
                               warmup_t=warm, warmup_lr_init=cfg.lr * cfg.warmup_lr_ratio,
                               warmup_prefix=True, t_in_epochs=False)
     st = _State(model, model.cfg.to_dict(), list(model.tasks), opt, sched, dist=dd)
+    st.selection = {"rule": SELECTION if data.val is not None else SELECTION_NO_VAL,
+                    "split": "val" if data.val is not None else None,
+                    "val_source": data.info["val_source"], "metric": None, "epoch": None,
+                    "score": None, "candidates": []}
     if ck is not None:
-        model.load_state_dict(ck["model"])
+        # a finished run keeps the selected weights as "model" and the last epoch's as
+        # "last_model": training continues from the last epoch's
+        model.load_state_dict(ck.get("last_model") or ck["model"])
+        st.selection = ck.get("selection") or st.selection
+        sel = ck.get("selected_model")
+        if sel is None and st.selection.get("epoch") is not None and (
+                "last_model" in ck or st.selection["epoch"] == ck["epoch"]):
+            sel = ck["model"]
+        st.selected_state = _cpu_copy(sel) if sel is not None else None
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         st.tasks, st.history = ck["tasks"], ck["history"]
@@ -675,27 +740,63 @@ def _train_epoch(cfg: TrainConfig, st: _State, data: _Data, device: torch.device
             "task_weights": _gn_weights(st.gn, st.tasks)}
 
 
-def _evaluate(cfg: TrainConfig, st: _State, data: _Data, device: torch.device) -> dict:
-    """Every metric on the test split (mixed and all blocks). Several processes: rank r
-    predicts test blocks r, r+W, ...; the predictions are gathered and every rank computes the
-    same metrics from all of them."""
+def _evaluate(cfg: TrainConfig, st: _State, data: _Data, device: torch.device,
+              split: str) -> dict:
+    """Every metric on one split, "val" (per epoch, for the selection) or "test" (once, at the
+    end), on mixed and all blocks. Several processes: rank r predicts blocks r, r+W, ...; the
+    predictions are gathered and every rank computes the same metrics from all of them."""
+    ds, true = (data.val, data.true_val) if split == "val" else (data.test, data.true_test)
     dd = st.dist
     if not dd.enabled:
-        preds = predict_dataset(st.model, data.test, cfg.eval_batch_size, device)
-        return _metrics(data.true_test, preds, full=True)
-    mine = list(range(dd.rank, len(data.test), dd.world_size))
-    part = (predict_dataset(st.model, torch.utils.data.Subset(data.test, mine),
+        preds = predict_dataset(st.model, ds, cfg.eval_batch_size, device)
+        return _metrics(true, preds, full=True)
+    mine = list(range(dd.rank, len(ds), dd.world_size))
+    part = (predict_dataset(st.model, torch.utils.data.Subset(ds, mine),
                             cfg.eval_batch_size, device) if mine else np.zeros((0, len(KEYS))))
-    preds = np.zeros((len(data.test), len(KEYS)))
+    preds = np.zeros((len(ds), len(KEYS)))
     for idx, p in distrib.all_gather_objects((mine, part)):
         preds[idx] = p
-    return _metrics(data.true_test, preds, full=True)
+    return _metrics(true, preds, full=True)
+
+
+def _cpu_copy(state_dict: dict) -> dict:
+    return {k: v.detach().to("cpu", copy=True) for k, v in state_dict.items()}
+
+
+def _select(st: _State, epoch: int, val: dict) -> None:
+    """Update the selection with this epoch's val metrics (the only metrics it reads): the
+    lowest val MAE over mixed blocks (all val blocks when val has none); ties keep the earlier
+    epoch. No val split: the last epoch."""
+    sel = st.selection
+    if st.selection.get("split") is None:           # no validation split: the last epoch
+        sel.update(epoch=epoch, score=None)
+        st.selected_state = None
+        return
+    if not val:
+        return
+    metric = "mae_mixed" if val.get("mixed", {}).get("mae") is not None else "mae_all"
+    score = val["mixed" if metric == "mae_mixed" else "all"].get("mae")
+    if score is None:
+        return
+    sel["candidates"] = sel.get("candidates", []) + [epoch]
+    if sel.get("score") is None or score < sel["score"]:
+        sel.update(epoch=epoch, score=float(score), metric=f"val {metric}")
+        st.selected_state = _cpu_copy(st.model.state_dict())
+
+
+def _load_selected(st: _State) -> None:
+    """Before the test: put the selected epoch's weights into the model (the last epoch's kept
+    in ``last_state`` for the checkpoint)."""
+    if st.selected_state is None or st.selection.get("epoch") in (None, st.epoch):
+        return
+    st.last_state = _cpu_copy(st.model.state_dict())
+    st.model.load_state_dict(st.selected_state)
 
 
 def _write_run_files(cfg: TrainConfig, st: _State, data: _Data, run: Path, finished: bool,
                      test_full: dict) -> None:
     """checkpoint.pt, model_card.json, log.csv and learning_curve.png, each atomically."""
-    sd = st.model.state_dict()
+    sd = st.model.state_dict()             # the selected weights once finished, else the last
     whash = weights_hash(sd)
     version = f"msunet-{cfg.variant}-{whash[:16]}"
     buf = io.BytesIO()
@@ -706,11 +807,15 @@ def _write_run_files(cfg: TrainConfig, st: _State, data: _Data, run: Path, finis
         "gradnorm": st.gn.state_dict() if st.gn is not None else None,
         "tasks": st.tasks, "epoch": st.epoch, "step": st.step, "rng": _rng_state(),
         "history": st.history, "dataset": data.info, "model_version": version,
-        "weights_sha256": whash, "finished": finished,
+        "weights_sha256": whash, "finished": finished, "selection": st.selection,
+        # resume needs the last epoch's weights and the selected ones: whichever "model" is not
+        **({"last_model": st.last_state} if finished and st.last_state is not None else {}),
+        **({"selected_model": st.selected_state} if not finished and st.selected_state is not None
+           and st.selection.get("epoch") != st.epoch else {}),
     }, buf)
     atomic_write_bytes(run / CHECKPOINT_NAME, buf.getvalue(), fsync=True)
     card = _card(cfg, st.model, st.model_config, st.history, data.info, st.tasks, version, whash,
-                 finished, test_full)
+                 finished, test_full, st.selection)
     card["world_size"] = st.dist.world_size     # processes that trained it (torchrun)
     atomic_write_bytes(run / CARD_NAME, (json.dumps(card, indent=2, sort_keys=False) + "\n").encode(),
                        fsync=True)
@@ -775,20 +880,34 @@ def _train(cfg: TrainConfig, callbacks, dd: distrib.Dist) -> Path:
         if rec is None:
             break
         finished = epoch == cfg.epochs or rec["partial"]
-        test_full = _evaluate(cfg, st, data, device) \
-            if finished or epoch % max(1, cfg.eval_every) == 0 else {}
+        st.epoch = epoch
+        val_full = _evaluate(cfg, st, data, device, "val") if data.val is not None and (
+            finished or epoch % max(1, cfg.eval_every) == 0) else {}
+        rec["val"] = {sub: {k: v for k, v in m.items() if k in _EPOCH_KEYS}
+                      for sub, m in val_full.items()}
+        _select(st, epoch, rec["val"])
+        rec["selected_epoch"] = st.selection.get("epoch")
+        test_full = {}
+        if finished:                   # the test, once: on the selected weights
+            _load_selected(st)
+            test_full = _evaluate(cfg, st, data, device, "test")
         rec["test"] = {sub: {k: v for k, v in m.items() if k in _EPOCH_KEYS}
                        for sub, m in test_full.items()}
         st.history.append(rec)
-        st.epoch = epoch
         if dd.main:                    # one writer; the others wait until the files are there
             _write_run_files(cfg, st, data, run, finished, test_full)
         distrib.barrier()
-        mx, al = rec["test"].get("mixed", {}), rec["test"].get("all", {})
-        say(f"epoch {epoch}: loss {rec['train_loss']:.4f} | test mixed MAE "
+        mx, al = rec["val"].get("mixed", {}), rec["val"].get("all", {})
+        say(f"epoch {epoch}: loss {rec['train_loss']:.4f} | val mixed MAE "
             f"{_f(mx.get('mae'))} WD {_f(mx.get('wd'))} | all MAE {_f(al.get('mae'))} WD "
             f"{_f(al.get('wd'))} | OA {_f(al.get('oa'))} | {rec['seconds']:.0f}s"
             + (" (stopped: --max-minutes reached)" if rec["partial"] else ""))
+        if finished:
+            tm, ta = rec["test"].get("mixed", {}), rec["test"].get("all", {})
+            say(f"test (once, weights of epoch {rec['selected_epoch']}, selected by "
+                f"{st.selection.get('metric') or st.selection['rule']}): mixed MAE "
+                f"{_f(tm.get('mae'))} WD {_f(tm.get('wd'))} | all MAE {_f(ta.get('mae'))} WD "
+                f"{_f(ta.get('wd'))} | OA {_f(ta.get('oa'))}")
         for cb in callbacks or ():
             cb(epoch, rec)
         if rec["partial"]:

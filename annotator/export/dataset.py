@@ -47,6 +47,7 @@ class ExportError(Exception):
 class ExportOptions:
     split: str = "random"            # random | spatial
     test_fraction: float = 0.2
+    val_fraction: float = 0.1        # share of the non-test blocks in splits/val.txt (0: no val)
     seed: int = 0
     include_disputed: bool = False
     zip: bool = False
@@ -63,6 +64,7 @@ class ExportReport:
     n_train: int
     n_test: int
     left_out_bad_imagery: int
+    n_val: int = 0
     left_out_no_chips: list[str] = field(default_factory=list)
     zip_path: Path | None = None
 
@@ -123,7 +125,10 @@ def geometry_sources(blocks: list[_Block]) -> list[GeometrySource]:
 
 
 def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions | None = None,
-                   *, progress: bool = True) -> ExportReport:
+                   *, progress: bool = True, chips=None) -> ExportReport:
+    """`chips(campaign, blocks, pkg, opts, progress) -> (kept, dropped)` puts the chips into the package
+    folder (default `_write_chips`: cut here; annotator.export_jobs: copied from a distributed job's
+    staging folder), so both paths write the same bytes."""
     opts = options or ExportOptions()
     out = Path(out).resolve()
     _check_arguments(out, opts)
@@ -138,11 +143,11 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
     report = ExportReport(path=out, n_blocks=0, n_train=0, n_test=0, left_out_bad_imagery=bad_imagery)
 
     def contents(pkg: Path) -> pw.PackageContents:
-        kept, dropped = _write_chips(campaign, blocks, pkg, opts, progress)
+        kept, dropped = (chips or _write_chips)(campaign, blocks, pkg, opts, progress)
         if not kept:
             raise ExportError("no block has any imagery inside its outline; nothing to export.")
-        train, test = assign_splits(kept, opts)
-        split_of = {b: "train" for b in train} | {b: "test" for b in test}
+        train, val, test = assign_splits(kept, opts)
+        split_of = {b: "train" for b in train} | {b: "val" for b in val} | {b: "test" for b in test}
         permille = np.stack([b.permille for b in kept])
         pseudonyms = _pseudonyms(campaign)
         figures = _agreement_figures(campaign, pseudonyms)
@@ -151,10 +156,12 @@ def export_dataset(campaign: Campaign, out: str | Path, options: ExportOptions |
         used_scenes = _scenes_under(scenes, kept)
         sources = geometry_sources(kept)
         report.n_blocks, report.n_train, report.n_test = len(kept), len(train), len(test)
+        report.n_val = len(val)
         report.left_out_no_chips = dropped
         skips = skipped.write_skipped(pkg, campaign, split_of, pseudonyms)   # labels/skipped.csv
         return pw.PackageContents(
-            block_ids=[b.key for b in kept], permille=permille, splits={"train": train, "test": test},
+            block_ids=[b.key for b in kept], permille=permille,
+            splits={"train": train, **({"val": val} if val else {}), "test": test},
             readme=skipped.with_skips(_datacard(campaign, opts, kept, split_of, permille, figures, bad_imagery,
                                                 dropped, used_scenes, published, out.name, sources), skips),
             licence=_licence_text(campaign, used_scenes, sources),
@@ -179,6 +186,8 @@ def _check_arguments(out: Path, opts: ExportOptions) -> None:
         raise ExportError(f"--split must be random or spatial; got {opts.split!r}.")
     if not 0 < opts.test_fraction < 1:
         raise ExportError(f"--test-fraction must be between 0 and 1 (exclusive); got {opts.test_fraction}.")
+    if not 0 <= opts.val_fraction < 1:
+        raise ExportError(f"--val-fraction must be at least 0 and below 1; got {opts.val_fraction}.")
     inside = pw.is_inside_package(out.parent)
     if inside is not None:
         raise ExportError(f"{out} is inside the existing package {inside}; choose a folder outside it.")
@@ -246,15 +255,22 @@ def _scenes_under(scenes: dict[int, ImageryScene], blocks: list[_Block]) -> list
             if len(tree.query(shapely.from_wkb(bytes(s.footprint.wkb)), predicate="intersects"))]
 
 
-def assign_splits(blocks: list[_Block], opts: ExportOptions) -> tuple[list[str], list[str]]:
-    """Seeded train/test split of block ids (sorted). `spatial`: whole grid cells go to test, so
-    test blocks are never in the same cell as training blocks (cells ~ sqrt(extent/16) wide, >= 100 m)."""
+def assign_splits(blocks: list[_Block], opts: ExportOptions) -> tuple[list[str], list[str], list[str]]:
+    """Seeded train/val/test split of block ids (each sorted, disjoint). Test takes
+    ``test_fraction`` of the blocks; val takes ``val_fraction`` of the rest (models choose epochs
+    and settings on val and report test once); train keeps at least one block. `random`: one
+    permutation, test first, then val (so test is the same whatever val_fraction). `spatial`:
+    whole grid cells go to test, then whole further cells to val, so no val or test block shares
+    a cell with a block of another split (cells ~ sqrt(extent/16) wide, >= 100 m)."""
     ids = [b.key for b in blocks]
     n_test = int(round(len(ids) * opts.test_fraction))
     n_test = min(max(n_test, 1 if len(ids) > 1 else 0), len(ids) - 1) if len(ids) > 1 else 0
+    n_val = min(int(round((len(ids) - n_test) * opts.val_fraction)), max(len(ids) - n_test - 1, 0))
     rng = np.random.default_rng(opts.seed)
     if opts.split == "random":
-        test = {ids[i] for i in rng.permutation(len(ids))[:n_test]}
+        order = rng.permutation(len(ids))
+        test = {ids[i] for i in order[:n_test]}
+        val = {ids[i] for i in order[n_test:n_test + n_val]}
     else:
         pts = gpd.GeoSeries([b.geom.representative_point() for b in blocks], crs="EPSG:4326")
         pts = pts.to_crs(pts.estimate_utm_crs())
@@ -270,14 +286,20 @@ def assign_splits(blocks: list[_Block], opts: ExportOptions) -> tuple[list[str],
         if len(keys) < 2:
             raise ExportError("--split spatial needs blocks in at least two places (grid cells of "
                               f"{cell:.0f} m); these all lie in one. Use --split random.")
-        test = set()
-        for j in order:
+        test, val, used = set(), set(), set()
+        for j in order:                      # whole cells to test, in the seeded order
             if len(test) >= n_test:
                 break
             if len(test) + len(members[keys[j]]) < len(ids):  # never leave train empty
                 test.update(members[keys[j]])
-    train = [b for b in ids if b not in test]
-    return train, sorted(test)
+                used.add(j)
+        for j in order:                      # then whole further cells to val
+            if len(val) >= n_val:
+                break
+            if j not in used and len(test) + len(val) + len(members[keys[j]]) < len(ids):
+                val.update(members[keys[j]])
+    train = [b for b in ids if b not in test and b not in val]
+    return train, sorted(val), sorted(test)
 
 
 def _blocks_frame(campaign: Campaign, blocks: list[_Block]) -> gpd.GeoDataFrame:
@@ -436,12 +458,14 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
     dominant = permille.argmax(axis=1)
     pure = permille.max(axis=1) == 1000
     n_train = sum(1 for v in split_of.values() if v == "train")
-    n_test = len(split_of) - n_train
+    n_val = sum(1 for v in split_of.values() if v == "val")
+    n_test = len(split_of) - n_train - n_val
     per_class = []
     for c in CLASSES:
         mask = dominant == c.index
         tr = sum(1 for b, m in zip(blocks, mask) if m and split_of[b.key] == "train")
-        per_class.append(f"| {c.code} | {c.name} | {c.colour} | {int(mask.sum())} | {tr} | {int(mask.sum()) - tr} | "
+        va = sum(1 for b, m in zip(blocks, mask) if m and split_of[b.key] == "val")
+        per_class.append(f"| {c.code} | {c.name} | {c.colour} | {int(mask.sum())} | {tr} | {va} | {int(mask.sum()) - tr - va} | "
                          f"{permille[:, c.index].sum() / 1000:.1f} |")
     alpha = (figures.get("alpha_interval") or {}).get("per_class") or {}
     fk = (figures.get("fleiss_kappa_dominant") or {}).get("kappa")
@@ -471,12 +495,14 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "disagreed on the dominant class, were adjudicated by a reviewer (the reviewer's split is the label).",
         f"- Left out: {bad_imagery} blocks flagged as bad imagery; {len(dropped)} blocks with no imagery inside "
         f"their outline; disputed blocks without adjudication {'included (consensus)' if opts.include_disputed else 'left out'}.",
-        f"- Split: {opts.split}, test fraction {opts.test_fraction:g}, seed {opts.seed}: {n_train} train, {n_test} test.",
+        f"- Split: {opts.split}, test fraction {opts.test_fraction:g}, validation fraction {opts.val_fraction:g} of "
+        f"the rest, seed {opts.seed}: {n_train} train, {n_val} val, {n_test} test. Choose epochs and settings on "
+        "val only; report test once.",
         f"- Newest label: {published}.",
         "",
         "## Classes and counts (by dominant class)",
-        "| code | name | colour | blocks | train | test | sum of fractions |",
-        "|---|---|---|---|---|---|---|",
+        "| code | name | colour | blocks | train | val | test | sum of fractions |",
+        "|---|---|---|---|---|---|---|---|",
         *per_class,
         f"\n{int(pure.sum())} blocks are pure (one class = 1), {int((~pure).sum())} mixed.",
         "",
@@ -495,7 +521,8 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "- `annotations.csv`: every interpreter's split (pseudonyms), confidence, flags, time.",
         "- `images/global/<id>.png` (256x256, block down-sampled, outside = 0), `images/masks/<id>.png`, "
         "`images/local/<id>_<k>.png` (256x256 at native resolution).",
-        "- `splits/train.txt`, `splits/test.txt`; `SHA256SUMS` (`sha256sum -c SHA256SUMS`).",
+        "- `splits/train.txt`, " + ("`splits/val.txt`, " if n_val else "")
+        + "`splits/test.txt`; `SHA256SUMS` (`sha256sum -c SHA256SUMS`).",
         "",
         "## Known limitations",
         "- Fractions are interpreters' visual estimates from RGB imagery, not measurements.",

@@ -1,7 +1,7 @@
 """Training on several processes (DistributedDataParallel, gloo on this CPU) against one process.
 
 Two torchrun ranks train the tiny model (swin_micro, 64 px, GradNorm on) with the global batch
-of 10 split 5 + 5 (2 steps an epoch, 18 training items); one process trains the same global
+of 10 split 5 + 5 (2 steps an epoch, 16 training items); one process trains the same global
 batches in this test process. After epoch 1 (interrupted there) and after epoch 2 (resumed by a
 second torchrun on 2 ranks) the weights, the gradients and GradNorm's task weights must match.
 
@@ -120,7 +120,7 @@ def test_evaluation_over_two_ranks_matches(runs):
 
 def test_each_item_once_per_epoch_across_ranks(runs, synthetic_pkg):
     n = runs["ddp2"]["dataset"]["train_items_per_epoch"]
-    assert n == 18
+    assert n == 16                       # 24 blocks: 6 test, 2 val, 16 train
     for rec, epoch in (("rec1", "1"), ("rec2", "2")):
         per_rank = [json.loads((runs["root"] / rec / f"items-rank{r}.json").read_text())[epoch]
                     for r in (0, 1)]

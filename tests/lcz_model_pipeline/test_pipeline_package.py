@@ -26,7 +26,7 @@ def test_synthetic_package_layout_and_sha256sum(synthetic_pkg):
         assert r.returncode == 0, r.stdout + r.stderr
     verify_checksums(synthetic_pkg)
     pkg = read_package(synthetic_pkg, verify=True)
-    assert pkg.meta["counts"]["train"] + pkg.meta["counts"]["test"] == len(pkg) > 10
+    assert sum(pkg.meta["counts"][s] for s in ("train", "val", "test")) == len(pkg) > 10
     assert package_checksum(synthetic_pkg) == package_checksum(synthetic_pkg)
     b = pkg.blocks[0]
     assert b.fractions.shape == (17,) and abs(b.fractions.sum() - 1) < 1e-9
@@ -52,7 +52,9 @@ def test_package_opens_with_geopandas_and_pandas_alone(synthetic_pkg):
             assert c in g.columns, c
         tr = open(root + "/splits/train.txt").read().split()
         te = open(root + "/splits/test.txt").read().split()
-        assert not set(tr) & set(te) and set(tr) | set(te) == set(lab.block_id)
+        va = open(root + "/splits/val.txt").read().split()
+        assert not set(tr) & set(te) and not set(va) & (set(tr) | set(te))
+        assert set(tr) | set(va) | set(te) == set(lab.block_id)
         im = Image.open(root + "/images/global/" + lab.block_id[0] + ".png")
         assert im.mode == "RGB"
         print("ok", len(lab))

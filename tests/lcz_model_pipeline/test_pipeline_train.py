@@ -64,12 +64,14 @@ def test_one_epoch_writes_checkpoint_card_csv_png(runs):
     assert card["model_config"]["encoder"] == "swin_micro" and card["tasks"] == [
         "global", "pure", "local"]
     assert any("DECISION" in d or "padded" in d for d in card["decisions"])
-    m = card["metrics"][0]["test"]
+    assert card["metrics"][0]["test"] == {}              # test: once, after the last epoch
+    m = card["metrics"][0]["val"]
     assert set(m) == {"mixed", "all"} and m["all"]["mae"] is not None
     assert 0 <= m["all"]["mae"] <= 1 and 0 <= m["all"]["wd"] <= 1
     assert ck["epoch"] == 1 and {"optimizer", "scheduler", "gradnorm", "rng"} <= set(ck)
     assert len(one["log"]) == 1 and one["log"][0]["epoch"] == "1"
-    assert float(one["log"][0]["MAE_all"]) == pytest.approx(m["all"]["mae"], rel=1e-4)
+    assert float(one["log"][0]["val_MAE_all"]) == pytest.approx(m["all"]["mae"], rel=1e-4)
+    assert one["log"][0]["test_MAE_all"] == ""
     assert one["png"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -154,8 +156,9 @@ def test_eval_every_skips_test_metrics_between(synthetic_pkg, tmp_path):
     run = train(_cfg(synthetic_pkg, tmp_path / "ev", variant="baseline", epochs=3,
                      eval_every=2))
     card = json.loads((run / "model_card.json").read_text())
-    scored = [m["epoch"] for m in card["metrics"] if m["test"]]
+    scored = [m["epoch"] for m in card["metrics"] if m["val"]]
     assert scored == [2, 3]                 # every 2nd epoch and always the last
+    assert [m["epoch"] for m in card["metrics"] if m["test"]] == [3]   # test once, at the end
     assert card["test_metrics_of_these_weights"]["all"]["mae"] is not None
     rows = (run / "log.csv").read_text().splitlines()
     assert len(rows) == 4 and ",,," in rows[1]   # epoch 1: empty metric cells
