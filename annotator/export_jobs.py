@@ -9,7 +9,8 @@ local export uses) into the job's **staging folder**, keyed by the job id under 
 
     export-jobs/<job id>/plan.json                    the chunks' block keys (written at start)
     export-jobs/<job id>/chunk-00000/images/...       the chunk's chips, in the package layout
-    export-jobs/<job id>/chunk-00000/MANIFEST.json    {blocks: {key: local patches}, files: {rel: sha256}}
+    export-jobs/<job id>/chunk-00000/MANIFEST.json    {blocks: {key: local patches}, files: {rel: sha256},
+                                                       boxes: {key: local patch boxes in the global image}}
 
 With local media (MEDIA_ROOT, shared by every worker: one machine, or NFS) a chunk is written to a
 hidden partial folder and renamed into place (lcz_model.atomic.atomic_dir); on the S3 store
@@ -242,9 +243,13 @@ def stage_chunk(job: ExportJob, index: int, keys: list[str]) -> dict:
 def _cut_into(mosaic: str, items: list[tuple[str, bytes]], out: Path, opts: ExportOptions, index: int) -> dict:
     from annotator.export.chip_pool import cut_in_process
 
-    n_local = cut_in_process(mosaic, items, str(out), size=opts.chip_size, max_local=opts.max_local)
+    boxes: dict[str, list] = {}
+    n_local = cut_in_process(mosaic, items, str(out), size=opts.chip_size, max_local=opts.max_local, boxes=boxes)
     files = {p.relative_to(out).as_posix(): _sha256(p) for p in sorted(out.rglob("*")) if p.is_file()}
-    data = {"chunk": index, "blocks": {k: n_local.get(k, 0) for k, _ in items}, "files": files}
+    # the boxes travel in the manifest (JSON floats read back exactly): the package's
+    # images/local_boxes.csv is then written from them with the local export's bytes
+    data = {"chunk": index, "blocks": {k: n_local.get(k, 0) for k, _ in items}, "files": files,
+            "boxes": {k: [list(b) for b in bx] for k, bx in sorted(boxes.items())}}
     (out / MANIFEST).write_text(json.dumps(data, sort_keys=True))
     return data
 
@@ -255,12 +260,17 @@ def staged_chips(job: ExportJob):
     after the job was planned are cut here."""
     def write(campaign, blocks, pkg: Path, opts, progress):
         where: dict[str, tuple[int, int]] = {}   # key -> (chunk, local patches)
+        boxes: dict[str, list] = {}              # key -> its local patches' boxes
         for i in range(job.total_chunks):
             data = manifest(job.pk, i, verify=True)
             if data is None:
                 raise ExportError(f"export job {job.pk}: chunk {i} is not staged (or its checksums are wrong); "
                                   f"resume with `export_dataset --campaign ... --job {job.pk}`.")
+            staged_boxes = data.get("boxes")
+            if staged_boxes is None:  # staged before manifests carried boxes: cut again below, as late
+                continue
             where.update({k: (i, n) for k, n in data["blocks"].items()})
+            boxes.update({k: [tuple(b) for b in bx] for k, bx in staged_boxes.items()})
         late = [b for b in blocks if b.key not in where]
         for b in blocks:
             if b.key not in where or where[b.key][1] == 0:
@@ -275,9 +285,10 @@ def staged_chips(job: ExportJob):
 
             n_local |= cut_chips(str(selectors.imagery_raster_path(campaign)),
                                  [(b.key, shapely.to_wkb(b.geom)) for b in late], str(pkg),
-                                 size=opts.chip_size, max_local=opts.max_local, workers=1)
+                                 size=opts.chip_size, max_local=opts.max_local, workers=1, boxes=boxes)
         kept = sorted((b for b in blocks if n_local.get(b.key, 0) > 0), key=lambda b: b.key)
         dropped = sorted(b.key for b in blocks if n_local.get(b.key, 0) == 0)
+        dataset.write_chip_boxes(pkg, kept, boxes)
         return kept, dropped
 
     return write

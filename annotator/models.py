@@ -102,6 +102,7 @@ class StreetBlock(models.Model):
     class Split(models.TextChoices):
         NONE = "", "Unassigned"
         TRAIN = "train", "Train"
+        VAL = "val", "Validation"
         TEST = "test", "Test"
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="blocks")

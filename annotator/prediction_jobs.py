@@ -111,6 +111,7 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
 
     from lcz_model import acquisition
     from lcz_model.chips import cut_block_chips
+    from lcz_model.predict import model_uses_local_boxes
 
     blocks = list(StreetBlock.objects.filter(pk__in=block_ids, campaign=job.campaign).exclude(
         predictions__model_version=job.model_version).exclude(scene=None).order_by("id"))
@@ -136,8 +137,11 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
     torch.manual_seed(int(hashlib.sha256(f"{job.model_version}:{kept[0].pk}".encode()).hexdigest()[:8], 16))
     # mode="full": dropout and stochastic depth through the whole network; head-only dropout barely
     # tracked the blocks' real error in the AL simulation (see lcz_model.acquisition.mc_predict)
-    mean, samples = acquisition.mc_predict(loaded_model(job.checkpoint), chips, n_samples=MC_SAMPLES,
-                                           batch_size=min(16, len(chips)), mode="full")
+    # local patch boxes from the cut chips (as the export writes them), only for a run whose training
+    # package had them (its checkpoint's dataset.local_boxes); any other run never learned them
+    model = loaded_model(job.checkpoint)
+    mean, samples = acquisition.mc_predict(model, chips, n_samples=MC_SAMPLES, batch_size=min(16, len(chips)),
+                                           mode="full", local_boxes=model_uses_local_boxes(model))
     permille = fractions_to_permille(mean)
     ent, bal, mar = acquisition.entropy(mean), acquisition.bald(samples), acquisition.margin(mean)
     rows = [Prediction(campaign=job.campaign, block=b, model_version=job.model_version,

@@ -190,7 +190,7 @@ MC_MODES = ("head", "full")
 
 def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int = 16, *,
                device="cpu", k_local: int = 8, img_size: int | None = None,
-               mode: str = "head", progress: bool = False):
+               mode: str = "head", progress: bool = False, local_boxes: bool | None = None):
     """MC-dropout predictions for every block of ``chips_iter``.
 
     model: an MSUNet, a run folder or a checkpoint file. chips_iter: BlockChips (``load_chips``
@@ -211,7 +211,7 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     """
     import torch
 
-    from .predict import prepared_batches
+    from .predict import model_uses_local_boxes, prepared_batches
 
     if n_samples < 1:
         raise ValueError("n_samples must be >= 1")
@@ -225,16 +225,19 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     model.eval()
     cfg = getattr(model, "cfg", None)
     size = int(img_size or getattr(cfg, "img_size", 256) or 256)
+    # local patch boxes only for a run trained with them (None: as its checkpoint says)
+    boxes_on = model_uses_local_boxes(model) if local_boxes is None else bool(local_boxes)
     out: list[np.ndarray] = []
-    for g, loc, val in prepared_batches(chips_iter, img_size=size, k_local=k_local, batch_size=batch_size,
-                                        device=device, progress=progress, desc="mc-predict"):
+    for g, loc, val, boxes in prepared_batches(chips_iter, img_size=size, k_local=k_local,
+                                               batch_size=batch_size, device=device, progress=progress,
+                                               desc="mc-predict", local_boxes=boxes_on):
         ctx = (torch.autocast("cuda", dtype=torch.bfloat16) if torch.device(device).type == "cuda"
                else _null())
         with ctx:
             if mode == "head":
-                s = model.predict_mc(g, loc, val, n_samples=n_samples)
+                s = model.predict_mc(g, loc, val, n_samples=n_samples, local_boxes=boxes)
             else:
-                s = _full_mc(model, g, loc, val, n_samples)
+                s = _full_mc(model, g, loc, val, n_samples, boxes)
         out.append(s.double().cpu().numpy())
     if not out:
         return np.zeros((0, N_CLASSES)), np.zeros((n_samples, 0, N_CLASSES))
@@ -244,14 +247,14 @@ def mc_predict(model, chips_iter: Iterable, n_samples: int = 10, batch_size: int
     return mean / mean.sum(-1, keepdims=True), samples
 
 
-def _full_mc(model, g, loc, val, n_samples):
+def _full_mc(model, g, loc, val, n_samples, boxes=None):
     import torch
 
     was = model.training
     model.train()                         # dropout + stochastic depth on
     try:
         with torch.inference_mode():
-            return torch.stack([model(g, loc, local_mask=val)["abundances"].float()
+            return torch.stack([model(g, loc, local_mask=val, local_boxes=boxes)["abundances"].float()
                                 for _ in range(n_samples)])
     finally:
         model.train(was)

@@ -28,7 +28,7 @@ from PIL import Image
 
 from .atomic import atomic_file
 
-__all__ = ["BlockChips", "cut_block_chips", "save_chips", "chip_paths", "load_chips"]
+__all__ = ["BlockChips", "cut_block_chips", "save_chips", "chip_paths", "load_chips", "patch_boxes"]
 
 
 @dataclass
@@ -47,10 +47,32 @@ class BlockChips:
     pixel_area: float | None = None           # m2 (CRS units^2) per native pixel
     mask_pixels_native: int | None = None     # polygon pixels at native resolution
     crs: Any = None                           # the raster CRS (polygon was reprojected to it)
+    # each local crop's (y0, x0, y1, x1) in the global image, fractions of its side, where the
+    # origins are unknown (chips read back from a package's images/local_boxes.csv)
+    local_boxes: list[tuple[float, float, float, float]] | None = None
 
     @property
     def n_local(self) -> int:
         return len(self.local)
+
+    def boxes(self) -> list[tuple[float, float, float, float]] | None:
+        """Each local crop's box in the global image (``images/local_boxes.csv``'s convention,
+        :func:`patch_boxes`): from the cut's origins (crops are ``size`` native
+        pixels), else the recorded ``local_boxes``, else None. Export and inference both call
+        this, so a model is given the boxes it was trained with."""
+        if self.local_origins and self.global_window is not None:
+            return patch_boxes(self.local_origins, self.global_window, self.size)
+        return self.local_boxes
+
+
+def patch_boxes(origins, global_window, size: int) -> list[tuple[float, float, float, float]]:
+    """(y0, x0, y1, x1) of each local crop in the global image, as fractions of the global
+    image's side: ``origins`` are the crops' top-left (row, col) raster pixels, ``global_window``
+    the global image's square window (row_off, col_off, side) and ``size`` the crop side, all in
+    native pixels. The one rule (``lcz_model.package.local_boxes`` is this)."""
+    g_row, g_col, side = global_window
+    return [((r - g_row) / side, (c - g_col) / side, (r - g_row + size) / side,
+             (c - g_col + size) / side) for r, c in origins]
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,9 +314,11 @@ def save_chips(chips: BlockChips, out_dir, block_id) -> list[str]:
     return [paths["global"], paths["mask"], *paths["local"]]
 
 
-def load_chips(global_path, mask_path, local_paths) -> BlockChips:
-    """Read chips back from PNG files (a package's images) into a :class:`BlockChips`."""
+def load_chips(global_path, mask_path, local_paths, local_boxes=None) -> BlockChips:
+    """Read chips back from PNG files (a package's images) into a :class:`BlockChips`;
+    ``local_boxes``: the package's boxes of these patches, if it records them."""
     g = np.asarray(Image.open(global_path).convert("RGB"))
     m = np.asarray(Image.open(mask_path).convert("L"))
     loc = [np.asarray(Image.open(p).convert("RGB")) for p in local_paths]
-    return BlockChips(global_rgb=g, mask=m, local=loc, local_origins=[], size=g.shape[0])
+    return BlockChips(global_rgb=g, mask=m, local=loc, local_origins=[], size=g.shape[0],
+                      local_boxes=None if local_boxes is None else [tuple(b) for b in local_boxes])

@@ -702,14 +702,15 @@ class MSUNet(nn.Module):
 
     @torch.inference_mode()
     def predict_mc(self, global_img: torch.Tensor, local_imgs=None,
-                   local_mask: torch.Tensor | None = None, n_samples: int = 10) -> torch.Tensor:
+                   local_mask: torch.Tensor | None = None, n_samples: int = 10,
+                   local_boxes: torch.Tensor | None = None) -> torch.Tensor:
         """(n_samples, B, 17) MC-dropout samples; the encoder and fusion run once (dropout lives
-        only in the head)."""
+        only in the head). ``local_boxes`` as in :meth:`forward`."""
         was, mc = self.training, self._mc_dropout
         self.eval()
         try:
             local_imgs, local_mask = self._prepare_locals(global_img, local_imgs, local_mask)
-            out = self(global_img, local_imgs, local_mask=local_mask)
+            out = self(global_img, local_imgs, local_mask=local_mask, local_boxes=local_boxes)
             b, k = out["pair_logits"].shape[:2]
             self.enable_mc_dropout(True)
             samples = [self._head(out["pooled"], b, k, out["local_mask"], {})["abundances"]

@@ -64,7 +64,7 @@ class BlockRecord:
         """The block's images as a :class:`lcz_model.chips.BlockChips`."""
         from .chips import load_chips
 
-        return load_chips(self.global_path, self.mask_path, self.local_paths)
+        return load_chips(self.global_path, self.mask_path, self.local_paths, self.local_boxes)
 
 
 @dataclass
@@ -363,9 +363,9 @@ def local_boxes(origins, global_window, size: int) -> list[tuple[float, float, f
     image's side: ``origins`` are the crops' top-left (row, col) raster pixels, ``global_window``
     the global image's square window (row_off, col_off, side) and ``size`` the crop side, all in
     native pixels (``lcz_model.chips.BlockChips``)."""
-    g_row, g_col, side = global_window
-    return [((r - g_row) / side, (c - g_col) / side, (r - g_row + size) / side,
-             (c - g_col + size) / side) for r, c in origins]
+    from .chips import patch_boxes   # the rule lives beside the cutting (inference uses it too)
+
+    return patch_boxes(origins, global_window, size)
 
 
 def write_local_boxes(path, rows) -> None:

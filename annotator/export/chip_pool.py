@@ -30,8 +30,9 @@ def _open(mosaic: str, out_dir: str, size: int, max_local: int) -> None:
     _STATE.update(ds=rasterio.open(mosaic), out=out_dir, size=size, max_local=max_local)
 
 
-def _cut(items: list[tuple[str, bytes]]) -> list[tuple[str, int]]:
-    """(block key, local patches written; 0: no imagery inside the outline, nothing written)."""
+def _cut(items: list[tuple[str, bytes]]) -> list[tuple[str, int, list | None]]:
+    """(block key, local patches written, their boxes in the global image (BlockChips.boxes: the
+    package's images/local_boxes.csv rows); 0 and None: no imagery inside the outline, nothing written)."""
     import shapely
 
     from lcz_model.chips import cut_block_chips, save_chips
@@ -44,10 +45,10 @@ def _cut(items: list[tuple[str, bytes]]) -> list[tuple[str, int]]:
         except ValueError:
             chips = None
         if chips is None or not chips.local:
-            done.append((key, 0))
+            done.append((key, 0, None))
             continue
         save_chips(chips, _STATE["out"], key)
-        done.append((key, chips.n_local))
+        done.append((key, chips.n_local, chips.boxes()))
     return done
 
 
@@ -63,10 +64,11 @@ def _chunks(items: Iterable[tuple[str, bytes]], n: int) -> Iterator[list[tuple[s
 
 
 def cut_chips(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, size: int, max_local: int,
-              workers: int | None = None, on_done=None) -> dict[str, int]:
+              workers: int | None = None, on_done=None, boxes: dict | None = None) -> dict[str, int]:
     """Chips of (block key, polygon WKB in EPSG:4326) items from the mosaic: {key: local patches}.
     `workers` processes (default: the CPU count; 1, or a single chunk of blocks: in this process,
-    where starting a pool would cost more than it saves); `on_done(n)` after each chunk."""
+    where starting a pool would cost more than it saves); `on_done(n)` after each chunk; `boxes`,
+    when given, is filled with {key: each local patch's box in the global image} of the blocks cut."""
     workers = workers or os.cpu_count() or 1
     result: dict[str, int] = {}
     chunks = _chunks(items, CHIP_CHUNK)
@@ -76,7 +78,7 @@ def cut_chips(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, 
         _open(mosaic, out_dir, size, max_local)
         try:
             for part in chunks:
-                result.update(_cut(part))
+                _merge(_cut(part), result, boxes)
                 on_done and on_done(len(part))
         finally:
             _STATE.pop("ds").close()
@@ -89,15 +91,15 @@ def cut_chips(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, 
             if len(pending) >= 2 * workers:  # bounded: wait for one before handing out more
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    _collect(fut, result, on_done)
+                    _collect(fut, result, on_done, boxes)
             pending.add(pool.submit(_cut, part))
         for fut in pending:
-            _collect(fut, result, on_done)
+            _collect(fut, result, on_done, boxes)
     return result
 
 
 def cut_in_process(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str, *, size: int,
-                   max_local: int) -> dict[str, int]:
+                   max_local: int, boxes: dict | None = None) -> dict[str, int]:
     """`cut_chips` in this process, the mosaic kept open between calls (a Celery chips worker cuts
     chunk after chunk of the same mosaic: GDAL's block cache survives from one to the next); opened
     again when the file or the chip options change."""
@@ -112,10 +114,20 @@ def cut_in_process(mosaic: str, items: Iterable[tuple[str, bytes]], out_dir: str
         _open(mosaic, out_dir, size, max_local)
         _STATE["key"] = key
     _STATE["out"] = out_dir
-    return dict(_cut(list(items)))
+    result: dict[str, int] = {}
+    _merge(_cut(list(items)), result, boxes)
+    return result
 
 
-def _collect(fut, result: dict, on_done) -> None:
+def _merge(done, result: dict, boxes: dict | None) -> None:
+    """_cut's rows into {key: local patches} and, when collected, {key: boxes} (blocks with chips)."""
+    for key, n, bx in done:
+        result[key] = n
+        if boxes is not None and n:
+            boxes[key] = bx
+
+
+def _collect(fut, result: dict, on_done, boxes: dict | None = None) -> None:
     done = fut.result()
-    result.update(done)
+    _merge(done, result, boxes)
     on_done and on_done(len(done))

@@ -20,6 +20,7 @@ from annotator.export import skipped
 from annotator.models import Annotation, Assignment, Campaign, ImageryScene, StreetBlock
 from lcz_model import package_writer as pw
 from lcz_model.classes import CLASSES
+from lcz_model.package import LOCAL_BOXES_FILE, write_local_boxes
 
 ODBL = "https://opendatacommons.org/licenses/odbl/1-0/"
 LABELS_LICENCE = "CC-BY-4.0"
@@ -238,13 +239,26 @@ def _write_chips(campaign: Campaign, blocks: list[_Block], pkg: Path, opts: Expo
     from annotator.export.chip_pool import cut_chips
 
     # blocks handed to the pool lazily (WKB made per chunk): bounded memory, parallel PNG encoding
+    boxes: dict[str, list] = {}
     with tqdm(total=len(blocks), desc="chips", unit="block", disable=not progress) as bar:
         n_local = cut_chips(str(mosaic), ((b.key, shapely.to_wkb(b.geom)) for b in blocks), str(pkg),
                             size=opts.chip_size, max_local=opts.max_local, workers=opts.workers,
-                            on_done=bar.update)
+                            on_done=bar.update, boxes=boxes)
     kept = sorted((b for b in blocks if n_local.get(b.key, 0) > 0), key=lambda b: b.key)
     dropped = sorted(b.key for b in blocks if n_local.get(b.key, 0) == 0)
+    write_chip_boxes(pkg, kept, boxes)
     return kept, dropped
+
+
+def write_chip_boxes(pkg: Path, kept: list[_Block], boxes: dict[str, list]) -> None:
+    """images/local_boxes.csv: each kept block's local patches' boxes in its global image, in
+    labels.csv order (kept is sorted by key), so the file is deterministic; SHA256SUMS, written
+    last by the package writer, covers it. Every chip step (here, export_jobs) ends with it."""
+    missing = [b.key for b in kept if b.key not in boxes]
+    if missing:
+        raise ExportError(f"no local patch boxes for {len(missing)} exported blocks (e.g. {missing[0]}); "
+                          "export again.")
+    write_local_boxes(pkg / LOCAL_BOXES_FILE, [(b.key, boxes[b.key]) for b in kept])
 
 
 def _scenes_under(scenes: dict[int, ImageryScene], blocks: list[_Block]) -> list[ImageryScene]:
@@ -521,8 +535,12 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "- `annotations.csv`: every interpreter's split (pseudonyms), confidence, flags, time.",
         "- `images/global/<id>.png` (256x256, block down-sampled, outside = 0), `images/masks/<id>.png`, "
         "`images/local/<id>_<k>.png` (256x256 at native resolution).",
+        f"- `{LOCAL_BOXES_FILE}`: block_id, k, y0, x0, y1, x1: where local patch k lies in its block's global "
+        "image, as fractions of the global image's side (a patch padded past the block may reach below 0 or "
+        "above 1); models place local patches on the global image with it.",
         "- `splits/train.txt`, " + ("`splits/val.txt`, " if n_val else "")
-        + "`splits/test.txt`; `SHA256SUMS` (`sha256sum -c SHA256SUMS`).",
+        + "`splits/test.txt` (one block_id a line; disjoint" + ("; val: choose epochs and settings on it, "
+        "report test once" if n_val else "") + "); `SHA256SUMS` (`sha256sum -c SHA256SUMS`).",
         "",
         "## Known limitations",
         "- Fractions are interpreters' visual estimates from RGB imagery, not measurements.",

@@ -1,8 +1,8 @@
 """`import_dataset`: read a dataset package back into a campaign (blocks with their final labels).
 
 A service home (see annotator.services). Writes: the package's new blocks (final and consensus
-split, train/test split, the scene by annotator.ingest.scenes, the geometry's source_name and
-licence when blocks.gpkg records them) and one audit event, in one transaction.
+split, the package split (train, val or test; StreetBlock.split), the scene by
+annotator.ingest.scenes, the geometry's source_name and licence when blocks.gpkg records them) and one audit event, in one transaction.
 
 A package may come from anyone, so it is checked in full before the database is touched, in an
 order that never opens what should not be opened: the folder's entries first (symbolic links,
@@ -38,6 +38,7 @@ from lcz_model.package import SUM_TOLERANCE, BlockRecord, Package, PackageError,
 from lcz_model.package_writer import SOURCE_COLUMNS, fractions_to_permille
 
 SPLIT_FILES = ("splits/train.txt", "splits/test.txt")
+OPTIONAL_SPLIT_FILES = ("splits/val.txt",)  # packages before the validation split have none
 JSON_FILES = ("croissant.json", "agreement.json")
 _SUM_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")  # as lcz_model.package.verify_checksums
 
@@ -275,8 +276,9 @@ def _check_fractions(at: str, texts: list[str]) -> None:
 
 
 def _check_splits(root: Path, files: set[str], line_of: dict[str, int]) -> None:
+    """train and test (required) and val (optional) name blocks of labels.csv, each in one split once."""
     split_of: dict[str, tuple[str, int]] = {}
-    for rel in SPLIT_FILES:
+    for rel in SPLIT_FILES + tuple(r for r in OPTIONAL_SPLIT_FILES if r in files):
         _require(root, files, rel, "one block_id per line")
         for n, text in enumerate(_text(root, rel).splitlines(), 1):
             bid = text.strip()
