@@ -90,7 +90,7 @@ def page(browser, live_server):
     assert not errors, f"errors on the page: {errors}"
 
 
-def _leave_quietly(pg, in_flight: set, timeout_s: float = 10.0) -> None:
+def _leave_quietly(pg, in_flight: set, timeout_s: float = 30.0) -> None:
     """Let the page send what it would send on closing (the workspace saves an unsaved edit when the
     tab is hidden) now, and wait until every request is answered: a save still running on the live
     server while the test's database is flushed deadlocks the flush."""
