@@ -87,7 +87,26 @@ def page(browser, live_server):
     finally:
         _leave_quietly(pg, in_flight)
         context.close()
+        _wait_for_server_queries()
     assert not errors, f"errors on the page: {errors}"
+
+
+def _wait_for_server_queries(timeout_s: float = 30.0) -> None:
+    """Wait until no other connection to the test database is running a query or holds an open
+    transaction: a request the closing tab sent (a beacon Playwright may not report) still running
+    on the live server while the database is flushed deadlocks the flush."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    deadline = time.monotonic() + timeout_s
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 def _leave_quietly(pg, in_flight: set, timeout_s: float = 30.0) -> None:
