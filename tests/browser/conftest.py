@@ -99,13 +99,12 @@ def _wait_for_server_queries(timeout_s: float = 30.0) -> None:
 
     if connection.vendor != "postgresql":
         return
-    deadline = time.monotonic() + timeout_s
+    deadline, quiet = time.monotonic() + timeout_s, 0
     with connection.cursor() as cursor:
-        while time.monotonic() < deadline:
+        while quiet < 4 and time.monotonic() < deadline:   # quiet for ~200 ms: nothing arriving late
             cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                            "AND pid <> pg_backend_pid() AND state IN ('active', 'idle in transaction')")
-            if cursor.fetchone()[0] == 0:
-                return
+            quiet = quiet + 1 if cursor.fetchone()[0] == 0 else 0
             time.sleep(0.05)
 
 

@@ -180,3 +180,13 @@ def test_a_revoked_assignment_is_told_not_retried_as_a_lost_login(page, live_ser
     expect(page.locator("#ed-errors")).to_contain_text("revoked", timeout=10_000)
     expect(page.locator("#ed-save-state")).not_to_contain_text("Logged out")
     assert not Annotation.objects.filter(assignment=a).exists()
+    # refused for good: more edits, or leaving the tab, send no further saves of it
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.url) if r.method == "PUT" else None)
+    page.fill("#pct-lcz_6", "50")
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", { value: true, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    page.wait_for_timeout(2500)   # longer than the autosave delay
+    assert sent == []

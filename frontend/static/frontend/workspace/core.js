@@ -57,6 +57,7 @@
     savedSeq: 0,            // edits up to here are saved on the server
     submitted: false,
     conflict: false,
+    refused: false,         // the server refused a save of it for good (403: revoked)
     locked: false,
     cls: null,              // the chosen class (keyboard "r" target)
     quick: null,            // the class just picked by its key: one digit now sets its tens of percent
@@ -70,7 +71,7 @@
   // a skip submits without a split ("other" needs a comment)
   const skipReady = () => ed.skip !== "" && (ed.skip !== "other" || ed.comment.trim() !== "");
   const canSubmit = () => ed.open && !ed.locked && !ed.conflict && ed.bad.size === 0 && (ed.skip ? skipReady() : total() === TOTAL);
-  const draftable = () => ed.open && !ed.locked && !ed.conflict && !ed.submitted && ed.bad.size === 0 && total() <= TOTAL;
+  const draftable = () => ed.open && !ed.locked && !ed.conflict && !ed.refused && !ed.submitted && ed.bad.size === 0 && total() <= TOTAL;
 
   function snapshot() {
     const split = {};

@@ -348,6 +348,7 @@
     ed.seq = ed.savedSeq = ++seqCounter;
     ed.submitted = !!(a.annotation && a.annotation.submitted);
     ed.conflict = false;
+    ed.refused = false;
     ed.locked = !!(ed.submitted && LOCKED.has(blockOwnStatus()));
     ed.undo = [];
     ed.redo = [];

@@ -89,6 +89,8 @@
           else W.toast("A saved draft of another block was changed elsewhere; open it to reload.");
           item.resolve({ ok: false, conflict: true, current: data && data.current });
         } else {
+          // refused for good (a revoked assignment, a non-member): no more drafts of it are sent
+          if (res.status === 403 && item.aid === ed.id) ed.refused = true;
           if (item.aid === ed.id) W.showErrors(data && typeof data === "object" ? data : { detail: `HTTP ${res.status}` });
           else W.toast(`A save was refused (HTTP ${res.status}).`);
           item.resolve({ ok: false, errors: data });
