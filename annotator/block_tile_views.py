@@ -47,12 +47,12 @@ def block_tile(request, campaign_id: int, layer: str, z: int, x: int, y: int):
     etag = vector_tiles.stamp_etag(tile_stamps.stamp(campaign.pk, user.pk), user.pk, layer, source or "", z, x, y)
     if _etag_matches(request.headers.get("If-None-Match"), etag):
         return _finish(HttpResponseNotModified(), etag)
-    tile = vector_tiles.block_tile(layer, user, campaign, z, x, y, source)
-    if source not in (None, "consensus") and tile.data:
+    data = vector_tiles.block_tile(layer, user, campaign, z, x, y, source)
+    if source not in (None, "consensus") and data:
         services.record_predictions_shown(campaign, user, source)   # audit: a model's splits were shown
-    if not tile.data:
+    if not data:
         return _finish(HttpResponse(status=204), etag)              # no block here
-    return _finish(HttpResponse(tile.data, content_type=CONTENT_TYPE), etag)
+    return _finish(HttpResponse(data, content_type=CONTENT_TYPE), etag)
 
 
 def _finish(response: HttpResponse, etag: str) -> HttpResponse:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-from dataclasses import dataclass
 
 from django.db import connection
 
@@ -46,12 +45,6 @@ WEB_MERCATOR_HALF = 20037508.342789244
 
 class BadTile(ValueError):
     """z/x/y outside the tile pyramid (or outside the zooms blocks are served at)."""
-
-
-@dataclass(frozen=True)
-class Tile:
-    data: bytes      # the MVT (b"" when no block is in it)
-    etag: str        # strong ETag of the bytes and what they depend on
 
 
 def check_tile(z: int, x: int, y: int) -> None:
@@ -76,18 +69,6 @@ def tile_bounds_4326(z: int, x: int, y: int) -> tuple[float, float, float, float
         return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * row / n))))
 
     return x / n * 360 - 180, lat(y + 1), (x + 1) / n * 360 - 180, lat(y)
-
-
-def etag_of(data: bytes, *parts) -> str:
-    """A strong ETag of the tile's bytes and the request parts it depends on (a layer, a source).
-    From the bytes: no table here records when a block's or an assignment's status last changed
-    (curation, revocation and imports update them without a timestamp), so any cheaper stamp could
-    serve a stale status; see docs/vector-tiles.md."""
-    h = hashlib.blake2b(digest_size=12)
-    for p in parts:
-        h.update(str(p).encode() + b"\0")
-    h.update(data)
-    return f'"{h.hexdigest()}"'
 
 
 def stamp_etag(stamp: str, *parts) -> str:
@@ -260,7 +241,7 @@ def python_tile(layer: str, user, campaign: Campaign, z: int, x: int, y: int, so
 
 
 def block_tile(layer: str, user, campaign: Campaign, z: int, x: int, y: int, source: str | None = None,
-               *, encoder: str | None = None) -> Tile:
+               *, encoder: str | None = None) -> bytes:
     """The tile `z/x/y` of `layer` for `user` (the caller checked that they may see the layer).
     encoder: "postgis" or "python" (default: PostGIS when the database is PostgreSQL)."""
     check_tile(z, x, y)
@@ -270,4 +251,4 @@ def block_tile(layer: str, user, campaign: Campaign, z: int, x: int, y: int, sou
         raise ValueError("the fractions layer needs a source")
     use_sql = encoder == "postgis" or (encoder is None and uses_postgis())
     data = (_postgis_tile if use_sql else python_tile)(layer, user, campaign, z, x, y, source)
-    return Tile(data, etag_of(data, layer, source or ""))
+    return data

@@ -380,26 +380,25 @@ def lcz_maps(request, pk: int):
         "campaign": campaign, "classes": CLASSES, "sources": sources, "config": config})
 
 
-def _export_jobs(campaign) -> list[dict]:
-    """The campaign's latest distributed exports with their progress (chunks staged, read from the
-    job's staging folder, not from task results)."""
-    from annotator import export_jobs
-
+def _job_rows(jobs, progress) -> list[dict]:
+    """Jobs with their progress (`progress(job)`: done/total from what the job stored, never from
+    task results) and percent."""
     rows = []
-    for job in selectors.latest_export_jobs(campaign):
-        p = export_jobs.job_progress(job)
+    for job in jobs:
+        p = progress(job)
         p["percent"] = round(100 * p["done"] / p["total"]) if p["total"] else 100
         p["created_at"] = job.created_at
         rows.append(p)
     return rows
+
+
+def _export_jobs(campaign) -> list[dict]:
+    """The campaign's latest distributed exports (chunks staged in the job's staging folder)."""
+    from annotator import export_jobs
+
+    return _job_rows(selectors.latest_export_jobs(campaign), export_jobs.job_progress)
 
 
 def _prediction_jobs(campaign) -> list[dict]:
-    """The campaign's latest model runs with their progress (derived from the stored predictions)."""
-    rows = []
-    for job in selectors.latest_prediction_jobs(campaign):
-        p = prediction_jobs.job_progress(job)
-        p["percent"] = round(100 * p["done"] / p["total"]) if p["total"] else 100
-        p["created_at"] = job.created_at
-        rows.append(p)
-    return rows
+    """The campaign's latest model runs (progress from the stored predictions)."""
+    return _job_rows(selectors.latest_prediction_jobs(campaign), prediction_jobs.job_progress)

@@ -162,8 +162,8 @@ def test_postgis_and_python_encoders_give_the_same_features(team, campaign, cura
     who = team["ann"] if layer == "mine" else team["rev"]
     n = 0
     for z, x, y in covering_tiles(campaign, 15) + covering_tiles(campaign, 18):
-        sql = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="postgis").data
-        py = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="python").data
+        sql = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="postgis")
+        py = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="python")
         a, b = mapbox_vector_tile.decode(sql) if sql else {}, mapbox_vector_tile.decode(py) if py else {}
         fa = {f["id"]: f for f in a.get(layer, {}).get("features", [])}
         fb = {f["id"]: f for f in b.get(layer, {}).get("features", [])}
