@@ -58,5 +58,8 @@ def bump_user(campaign_id: int, user_id: int) -> None:
 
 
 def stamp(campaign_id: int, user_id: int) -> str:
-    """The viewer's stamp of the campaign's block tiles: changes whenever a tile they may see does."""
-    return f"{_current(_key(campaign_id))}.{_current(_key(campaign_id, user_id))}"
+    """The viewer's stamp of the campaign's block tiles: changes whenever a tile they may see does.
+    Both counters in one cache round trip (every tile request asks); a missing one is started."""
+    keys = [_key(campaign_id), _key(campaign_id, user_id)]
+    values = cache.get_many(keys)
+    return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)

@@ -13,7 +13,10 @@ blocks), each requested --repeat times:
         to tell the view's own cost from the framework's;
   bare: the bare query, the blocks' ids and geometry only, for the same tile:
         SELECT ST_AsMVT(...) FROM (SELECT id, ST_AsMVTGeom(ST_Transform(geom, 3857), ...) ...)
-Prints p50/p95 (ms) per zoom of both, their ratio, the mean tile size and the features per tile.
+  grid off (--ab): the view function again with every block through ST_AsMVTGeom (the z12 grid of
+        vector_tiles switched off), interleaved with the others: the grid's gain, side by side.
+Prints p50/p95 (ms) per zoom, the ratios to bare, the mean tile size, the features per tile and
+the database queries of one request (session, user, access check, tile).
 PostGIS only (the Python encoder is SpatiaLite's demo path). The goal (issue #14): view p95 <= 30
 ms and <= 1.3x the bare query, z12-z17 at 20,000 blocks.
 """
@@ -39,6 +42,7 @@ def parse_args():
     p.add_argument("--zooms", default="12-17", help="zoom range, e.g. 12-17")
     p.add_argument("--tiles", type=int, default=40, help="tiles per zoom (default 40)")
     p.add_argument("--repeat", type=int, default=3, help="requests per tile (default 3)")
+    p.add_argument("--ab", action="store_true", help="also time the view function with the z12 grid off")
     return p.parse_args()
 
 
@@ -56,6 +60,7 @@ def main() -> int:
     from django.conf import settings
     from django.db import connection
     from django.test import Client, RequestFactory
+    from django.test.utils import CaptureQueriesContext
 
     from annotator.block_tile_views import block_tile as tile_view
 
@@ -99,12 +104,13 @@ def main() -> int:
                 f"{vector_tiles.EXTENT}, {vector_tiles.BUFFER}, true) AS geom "
                 f"FROM annotator_streetblock b WHERE b.campaign_id = %s AND b.geom && "
                 f"ST_Transform(ST_TileEnvelope(%s, %s, %s, margin => {vector_tiles.BUFFER / vector_tiles.EXTENT}),"
-                f" 4326)) t WHERE t.geom IS NOT NULL")
+                f" 4326)) t")     # (ST_AsMVT skips NULL geometries; a WHERE on t.geom computes them twice)
     centres = list(selectors.blocks_of(campaign).order_by("id").values_list("geom", flat=True)
                    .iterator())
     points = [g.point_on_surface.coords for g in centres]
     print(f"{'z':>3} {'tiles':>5} {'feat/tile':>9} {'KiB':>6} {'view p50':>9} {'view p95':>9} "
-          f"{'fn p50':>8} {'fn p95':>8} {'bare p50':>9} {'bare p95':>9} {'p95 ratio':>9} {'fn ratio':>8}")
+          f"{'fn p50':>8} {'fn p95':>8} {'bare p50':>9} {'bare p95':>9} {'p95 ratio':>9} {'fn ratio':>8} "
+          f"{'queries':>7}" + (f" {'off p95':>8}" if args.ab else ""))
     factory = RequestFactory()
     import math
 
@@ -118,10 +124,13 @@ def main() -> int:
                 tiles.append((x, y))
         step = max(1, len(tiles) // args.tiles)
         tiles = tiles[::step][:args.tiles]
-        view, fn, bare, sizes, feats = [], [], [], [], []
+        view, fn, bare, sizes, feats, off = [], [], [], [], [], []
         url = f"/tiles/campaigns/{campaign.pk}/blocks/{args.layer}/{z}/{{x}}/{{y}}.mvt{query}"
         for x, y in tiles:            # warm: plans, caches, the connection
             client.get(url.format(x=x, y=y))
+        with CaptureQueriesContext(connection) as captured:
+            client.get(url.format(x=tiles[0][0], y=tiles[0][1]))
+        queries = len(captured.captured_queries)
         for _ in range(args.repeat):
             for x, y in tiles:
                 t = time.perf_counter()
@@ -134,6 +143,12 @@ def main() -> int:
                 t = time.perf_counter()
                 tile_view(req, campaign.pk, args.layer, z, x, y)
                 fn.append((time.perf_counter() - t) * 1000)
+                if args.ab:
+                    grid_max, vector_tiles.GRID_MAX_ZOOM = vector_tiles.GRID_MAX_ZOOM, vector_tiles.GRID_ZOOM - 1
+                    t = time.perf_counter()
+                    tile_view(req, campaign.pk, args.layer, z, x, y)
+                    off.append((time.perf_counter() - t) * 1000)
+                    vector_tiles.GRID_MAX_ZOOM = grid_max
                 with connection.cursor() as cur:
                     t = time.perf_counter()
                     cur.execute(bare_sql, [z, x, y, campaign.pk, z, x, y])
@@ -149,7 +164,8 @@ def main() -> int:
         print(f"{z:>3} {len(tiles):>5} {statistics.mean(feats) if feats else 0:>9.0f} "
               f"{statistics.mean(sizes) / 1024:>6.1f} {pct(view, .5):>9.2f} {pct(view, .95):>9.2f} "
               f"{pct(fn, .5):>8.2f} {pct(fn, .95):>8.2f} "
-              f"{pct(bare, .5):>9.2f} {pct(bare, .95):>9.2f} {ratio:>9.2f} {fn_ratio:>8.2f}")
+              f"{pct(bare, .5):>9.2f} {pct(bare, .95):>9.2f} {ratio:>9.2f} {fn_ratio:>8.2f} {queries:>7}"
+              + (f" {pct(off, .95):>8.2f}" if args.ab else ""))
     return 0
 
 

@@ -312,3 +312,80 @@ def test_every_write_that_changes_a_tile_changes_the_viewers_stamp(team, campaig
     before = after
     services.assign_blocks(campaign, per_block=3)       # the leaver's blocks go to someone else
     assert stamps() != before
+
+
+def plain_tile(monkeypatch, *args, **kwargs) -> bytes:
+    """The tile with every block through ST_AsMVTGeom (the z12 grid switched off)."""
+    with monkeypatch.context() as m:
+        m.setattr(vector_tiles, "GRID_MAX_ZOOM", vector_tiles.GRID_ZOOM - 1)
+        return vector_tiles.block_tile(*args, **kwargs)
+
+
+def ring_bounds(feature) -> list[tuple[float, float, float, float]]:
+    geom = feature["geometry"]
+    polygons = geom["coordinates"] if geom["type"] == "MultiPolygon" else [geom["coordinates"]]
+    return [(min(p[0] for p in r), min(p[1] for p in r), max(p[0] for p in r), max(p[1] for p in r))
+            for poly in polygons for r in poly]
+
+
+@pytest.mark.parametrize("layer,source", [("mine", None), ("status", None), ("agreement", None),
+                                          ("fractions", "consensus")])
+def test_low_zoom_tiles_from_the_z12_grid_keep_every_block_and_property(team, campaign, curated, monkeypatch,
+                                                                         layer, source):
+    """z12-z14 tiles draw blocks inside the buffered tile from `tile_geom_z12` (migration 0012) and
+    the others (here a block across a z12 tile corner) through ST_AsMVTGeom: the same features with
+    the same properties as with ST_AsMVTGeom for all, byte for byte at z12, and outlines within the
+    z12 grid's step at z13-z14; the Python encoder (SpatiaLite's) agrees on features and properties."""
+    from django.db import connection
+    from shapely.geometry import box as shapely_box
+
+    lon, lat = curated[0].geom.centroid.coords
+    x12, y12 = tile_xy(lon, lat, 12)
+    west, south, east, north = vector_tiles.tile_bounds_4326(12, x12, y12)
+    corner = (west if lon - west < east - lon else east, south if lat - south < north - lat else north)
+    # ~330 m a side: beyond the 64-unit buffer (150 m at z12) of each of the four tiles it crosses
+    square = shapely_box(corner[0] - 3e-3, corner[1] - 1.5e-3, corner[0] + 3e-3, corner[1] + 1.5e-3)
+    across = StreetBlock.objects.create(campaign=campaign, block_key="across-a-z12-corner", area_m2=1000.0,
+                                        source=StreetBlock.Source.POLYGONS, geom=square.wkt)
+    who = team["ann"] if layer == "mine" else team["adm"]
+    grid_drawn, seen = set(), set()
+    for z in (12, 13, 14):
+        scale = 1 << (z - vector_tiles.GRID_ZOOM)
+        for _, x, y in covering_tiles(campaign, z):
+            fast = vector_tiles.block_tile(layer, who, campaign, z, x, y, source)
+            plain = plain_tile(monkeypatch, layer, who, campaign, z, x, y, source)
+            py = vector_tiles.block_tile(layer, who, campaign, z, x, y, source, encoder="python")
+            if z == 12:
+                assert fast == plain
+            fa, fp, fy = ({f["id"]: f for f in (mapbox_vector_tile.decode(t) if t else {}).get(layer, {})
+                           .get("features", [])} for t in (fast, plain, py))
+            assert fa.keys() == fp.keys() == fy.keys()
+            for pk in fa:
+                assert fa[pk]["properties"] == fp[pk]["properties"] == fy[pk]["properties"]
+                assert fa[pk]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+                for ra, rp in zip(ring_bounds(fa[pk]), ring_bounds(fp[pk]), strict=True):
+                    assert all(abs(a - b) <= scale for a, b in zip(ra, rp))
+            seen |= fa.keys()
+            box = vector_tiles._geom_sql(z, x, y)[1][:4]
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT id FROM annotator_streetblock WHERE campaign_id = %s "
+                               "AND tile_geom_z12 @ ST_MakeEnvelope(%s, %s, %s, %s)", [campaign.pk, *box])
+                grid_drawn |= {row[0] for row in cursor.fetchall()} & fa.keys()
+    assert grid_drawn and across.pk not in grid_drawn        # both paths were taken
+    if layer in ("mine", "status"):
+        assert across.pk in seen
+
+
+def test_the_z12_grid_follows_a_moved_block(team, campaign, monkeypatch):
+    """`tile_geom_z12` is generated from `geom`: a block moved by any write is drawn where it now is."""
+    block = StreetBlock.objects.filter(campaign=campaign).order_by("id").first()
+    block.geom = block.geom.buffer(-1e-4)                   # a smaller block, written through the ORM
+    block.save()
+    lon, lat = block.geom.centroid.coords
+    x, y = tile_xy(lon, lat, 12)
+    fast = vector_tiles.block_tile("status", team["rev"], campaign, 12, x, y)
+    assert fast == plain_tile(monkeypatch, "status", team["rev"], campaign, 12, x, y)
+    StreetBlock.objects.filter(pk=block.pk).update(geom=block.geom.buffer(-1e-4))   # and by a bulk update
+    assert vector_tiles.block_tile("status", team["rev"], campaign, 12, x, y) != fast
+    assert (vector_tiles.block_tile("status", team["rev"], campaign, 12, x, y)
+            == plain_tile(monkeypatch, "status", team["rev"], campaign, 12, x, y))
