@@ -6,8 +6,8 @@
  *   onLoad(features), onChange(features), adjust(id, props, requestStart), hover, minZoom, pane}):
  *   the layer, added to `map`. `adjust` may change a block's properties as a tile brings them (the
  *   workspace keeps statuses saved after the tile was asked for); `onChange` also runs when tiles
- *   leave the view (their blocks are forgotten); `hover: false` leaves hover alone. It draws with the SVG tile renderer (the canvas
- *   one calls L.DomEvent.fakeStop, gone from Leaflet 1.9, on every click). Hover thickens a block's
+ *   leave the view (their blocks are forgotten); `hover: false` leaves hover alone; `canvas: true`
+ *   draws each tile on one canvas (CanvasTile below) instead of one SVG path per block. Hover thickens a block's
  *   outline and shows `tooltip` beside the pointer. The layer keeps `features` (block id -> properties
  *   of every block in a loaded tile) and calls `onLoad(features)` whenever tiles finish loading;
  *   `restyle()` draws every loaded block again from `style` (after a page changes what colours mean);
@@ -58,12 +58,55 @@
     },
   });
 
+  /** VectorGrid's canvas tile, its pointer events mended for Leaflet 1.9 (patched here, the vendored
+   * file is unchanged). VectorGrid 1.3 (a) finds the pointer in the tile as layer point minus
+   * tile x size minus pixel origin, which holds only when the map's zoom is the tile's: the pages
+   * zoom in quarters (basemap.js: zoomSnap 0.25), so at z 17.5 a z18 tile is drawn 181 px wide and hover missed;
+   * (b) calls L.DomEvent.fakeStop on a click (gone since Leaflet 1.8: every click on a block threw)
+   * and fires nothing on a miss, while Leaflet 1.9 ignores DOM events on a renderer's canvas
+   * (`_leaflet_disable_events`), so a click beside the blocks never reached the map. Here the point
+   * is the pointer projected at the tile's own zoom, and clicks are L.Canvas._onClick of Leaflet 1.9.3
+   * (hover is Leaflet's `_handleMouseHover`, as in VectorGrid). (c) The canvas has one pixel per CSS
+   * pixel, blurred on high-density screens, where SVG is sharp: here it has devicePixelRatio as many. */
+  const CanvasTile = L.Canvas.Tile.extend({
+    initialize(coords, size, options) {
+      L.Canvas.Tile.prototype.initialize.call(this, coords, size, options);
+      const r = window.devicePixelRatio || 1;
+      if (r !== 1) {                        // GridLayer keeps the tile's CSS size; drawing is scaled
+        this._container.width = Math.round(size.x * r);
+        this._container.height = Math.round(size.y * r);
+        this._ctx.scale(r, r);
+      }
+    },
+    _tilePoint(e) {
+      const c = this._tileCoord;
+      return this._map.project(this._map.mouseEventToLatLng(e), c.z).subtract(c.scaleBy(this._size));
+    },
+    _onMouseMove(e) {
+      const m = this._map;
+      if (!m || m.dragging.moving() || m._animatingZoom) return;
+      this._handleMouseHover(e, this._tilePoint(e));
+    },
+    _onClick(e) {
+      if (!this._map) return;
+      const point = this._tilePoint(e);
+      const isClick = e.type === "click" || e.type === "preclick";
+      let hit = null;
+      for (let order = this._drawFirst; order; order = order.next) {
+        const l = order.layer;
+        if (l.options.interactive && l._containsPoint(point) && !(isClick && this._map._draggableMoved(l))) hit = l;
+      }
+      this._fireEvent(hit ? [hit] : false, e);
+    },
+  });
+  const canvasTile = (coords, size, options) => new CanvasTile(coords, size, options);
+
   function layer(map, url, opts) {
     const styleOf = (props) => Object.assign({ fill: true }, opts.style(props));
     const layerStyles = {};
     layerStyles[opts.layerName] = (props) => styleOf(props);
     const grid = new Remembering(url, {
-      rendererFactory: L.svg.tile,
+      rendererFactory: opts.canvas ? canvasTile : L.svg.tile,
       vectorTileLayerStyles: layerStyles,
       interactive: true,
       getFeatureId: (f) => f.id,

@@ -65,12 +65,19 @@
     const note = () => {
       const z = map.getZoom();
       if (z < window.lczBlockTiles.MIN_ZOOM) { status.getContainer().textContent = "Zoom in to see the blocks"; return; }
+      if (layer.isLoading()) {           // onLoad comes back once the view's tiles are drawn
+        status.getContainer().textContent = "Loading blocks …";
+        return;
+      }
       const n = layer.features.size;
       status.getContainer().textContent = n ? `${n} blocks with every split here` : "No block has every split here yet";
-      el.dataset.loaded = String(n);
+      el.dataset.loaded = String(n);     // the view's blocks are drawn (tests and scripts/bench_city.py wait for it)
     };
     const layer = window.lczBlockTiles.layer(map, cfg.layer, {
       layerName: "agreement",
+      // DECISION: canvas tiles: the whole city at z12 is ~20,000 blocks, too many SVG paths to draw
+      // within the page's 1.5 s goal (docs/benchmarks.md, "Dashboard at 20,000 blocks")
+      canvas: true,
       style,
       tooltip: (p) => `${esc(p.block_key)} · TV ${tvText(p)} · ${esc(p.status)}`,
       click: (id, p, e) => {
