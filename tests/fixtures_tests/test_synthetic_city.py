@@ -271,3 +271,32 @@ def test_cli(tmp_path, capsys):
     assert (tmp_path / "cli" / "city.truth.gpkg").exists()
     assert (tmp_path / "cli" / "roads.gpkg").exists()
     assert "4 blocks" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------------- hard variant
+def test_hard_truth_has_more_classes_finer_shares_and_fewer_pure_blocks():
+    easy, hard = assign_truth(600, seed=2), assign_truth(600, seed=2, hard=True)
+    pure = (hard == 1.0).any(axis=1)
+    assert 0.08 < pure.mean() < 0.22 < (easy == 1.0).any(axis=1).mean()
+    mixed = hard[~pure]
+    n = (mixed > 0).sum(axis=1)
+    assert n.min() >= 3 and n.max() <= 5 and n.mean() > (easy[~(easy == 1.0).any(axis=1)] > 0).sum(1).mean() + 1
+    assert (mixed[mixed > 0] >= 0.02 - 1e-12).all() and (mixed[mixed > 0] < 0.06).any()
+    assert (np.rint(hard * 1000).sum(axis=1) == 1000).all()
+    # the default variant is untouched by the option (same draws as before it existed)
+    assert np.array_equal(easy, assign_truth(600, seed=2, hard=False))
+
+
+def test_district_shift_changes_colours_per_district_deterministically(tmp_path):
+    city = make_street_network(12, seed=2)
+    f = assign_truth(12, seed=2)
+    plain = paint_city(city.blocks, f, tmp_path / "p" / "city.tif", seed=2)
+    shifted = [paint_city(city.blocks, f, tmp_path / d / "city.tif", seed=2, district_m=100.0) for d in "ab"]
+    assert _md5(shifted[0]) == _md5(shifted[1])
+    with rasterio.open(plain) as a, rasterio.open(shifted[0]) as b:
+        x, y = a.read().astype(float), b.read().astype(float)
+    diff = (y - x).mean(axis=0)
+    assert np.abs(diff).mean() > 2                       # noise and shifts are there
+    # two districts (100 px squares) differ in their mean shift: not one global tint
+    d1, d2 = diff[:100, :100].mean(), diff[:100, 100:200].mean()
+    assert abs(d1 - d2) > 1
