@@ -111,7 +111,7 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
 
     from lcz_model import acquisition
     from lcz_model.chips import cut_block_chips
-    from lcz_model.predict import model_uses_local_boxes
+    from lcz_model.predict import model_chip_size, model_uses_local_boxes
 
     blocks = list(StreetBlock.objects.filter(pk__in=block_ids, campaign=job.campaign).exclude(
         predictions__model_version=job.model_version).exclude(scene=None).order_by("id"))
@@ -121,12 +121,14 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
     if mosaic is None:
         raise ImageryMosaicMissing(f"campaign {job.campaign.name!r} has no imagery mosaic; re-run `manage.py "
                                    "import_imagery` on any of its files to build it.")
+    model = loaded_model(job.checkpoint)
+    size = model_chip_size(model)         # chips as the model's training package cut them
     chips, kept = [], []
     # the campaign's mosaic, not one scene's COG: a block over two files gets pixels from both
     with rasterio.open(mosaic) as ds:
         for b in blocks:
             try:
-                c = cut_block_chips(ds, shapely.from_wkb(bytes(b.geom.wkb)), polygon_crs="EPSG:4326")
+                c = cut_block_chips(ds, shapely.from_wkb(bytes(b.geom.wkb)), polygon_crs="EPSG:4326", size=size)
             except ValueError:
                 continue
             if c.local:
@@ -139,7 +141,6 @@ def predict_and_store(job: PredictionJob, block_ids: list[int]) -> int:
     # tracked the blocks' real error in the AL simulation (see lcz_model.acquisition.mc_predict)
     # local patch boxes from the cut chips (as the export writes them), only for a run whose training
     # package had them (its checkpoint's dataset.local_boxes); any other run never learned them
-    model = loaded_model(job.checkpoint)
     mean, samples = acquisition.mc_predict(model, chips, n_samples=MC_SAMPLES, batch_size=min(16, len(chips)),
                                            mode="full", local_boxes=model_uses_local_boxes(model))
     permille = fractions_to_permille(mean)

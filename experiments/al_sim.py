@@ -12,7 +12,8 @@ Protocol (every strategy sees the same package, seed set, seed model and trainin
             pool) with MC dropout; ``lcz_model.acquisition`` scores it and picks ``--batch``
             blocks (diversity guard on for the model-based strategies; random is plain random);
             their labels are revealed; a model is trained on all labelled blocks, warm-started
-            from the round r-1 model's encoder weights (``TrainConfig.encoder_checkpoint``).
+            from the whole round r-1 model (``TrainConfig.init_from``; ``--warm-start encoder``:
+            its encoder weights only, ``TrainConfig.encoder_checkpoint``).
   every round: test MAE and WD on ALL test blocks (the model card's final metrics).
 
 Training uses :func:`lcz_model.train.train` unchanged: each round trains on a *subset package*
@@ -64,7 +65,9 @@ CSV_COLUMNS = ["strategy", "round", "n_labels", "test_mae", "test_wd", "test_mae
 SEED_RUN = "seed"          # the shared round-0 run
 # settings that must match to resume an output folder (rounds and strategies may change)
 _RESUME_KEYS = ("package", "seed_labels", "batch", "epochs", "img_size", "variant", "encoder",
-                "lr", "train_batch", "mc_samples", "mc_mode", "diversity", "seed", "fusion_dim")
+                "lr", "train_batch", "mc_samples", "mc_mode", "diversity", "seed", "fusion_dim",
+                "warm_start")
+WARM_STARTS = ("model", "encoder")
 
 
 @dataclass
@@ -109,6 +112,10 @@ class SimConfig:
     # state) is deleted once every strategy has finished the next round; the last round's stay
     # (to add rounds later). Model cards, logs and curves are kept.
     keep_checkpoints: bool = False
+    # DECISION: round r starts from the whole round r-1 model (TrainConfig.init_from: encoder,
+    # guidance branches, fusion, head); "encoder" warm-starts the encoder only, as before. Issue
+    # #15 asked for whole-model warm starts; evidence: docs/model-evidence.md.
+    warm_start: str = "model"
 
     def resume_key(self) -> dict:
         d = dataclasses.asdict(self)
@@ -196,20 +203,24 @@ def _ensure_package(cfg: SimConfig) -> Path:
 
 
 def _train_round(cfg: SimConfig, subset: Path, run: Path, rnd: int,
-                 encoder_ckpt: Path | None) -> dict:
-    """Train (or resume / reuse) one round's model; return its final test metrics."""
+                 prev_run: Path | None) -> dict:
+    """Train (or resume / reuse) one round's model, warm-started from ``prev_run`` (the whole
+    model or its encoder, ``cfg.warm_start``); return its final test metrics."""
     from lcz_model.train import TrainConfig, train
 
     card = run / "model_card.json"
     done = card.exists() and json.loads(card.read_text())["finished"]
     if not done:
         mkw = {"fusion_dim": cfg.fusion_dim} if cfg.fusion_dim else {}
+        warm = {}
+        if prev_run is not None:
+            warm = ({"init_from": str(prev_run)} if cfg.warm_start == "model"
+                    else {"encoder_checkpoint": str(_export_encoder(prev_run))})
         tc = TrainConfig(dataset=str(subset), out=str(run), variant=cfg.variant,
                          encoder=cfg.encoder, epochs=cfg.epochs, batch_size=cfg.train_batch,
                          img_size=cfg.img_size, device=cfg.device, resume=True,
                          seed=cfg.seed + rnd, lr=cfg.lr, progress=cfg.progress,
-                         threads=cfg.threads, model_kwargs=mkw, k_local=cfg.k_local,
-                         encoder_checkpoint=str(encoder_ckpt) if encoder_ckpt else None)
+                         threads=cfg.threads, model_kwargs=mkw, k_local=cfg.k_local, **warm)
         train(tc)
     m = json.loads(card.read_text())["test_metrics_of_these_weights"]
     nan = float("nan")
@@ -252,6 +263,8 @@ def run_simulation(cfg: SimConfig) -> dict:
     """Run (or resume) the whole simulation; returns the summary dict."""
     import torch
 
+    if cfg.warm_start not in WARM_STARTS:
+        raise ValueError(f"warm_start must be one of {WARM_STARTS}, not {cfg.warm_start!r}")
     for s in cfg.strategies:
         if s not in acquisition.STRATEGIES:
             raise ValueError(f"unknown strategy {s!r}; choose from "
@@ -348,7 +361,7 @@ def _run(cfg: SimConfig, out: Path, base: Path) -> dict:
             assert all(b in by_id for b in cur)
             sub = _write_subset_package(pkg, out / "subsets" / s / f"r{rnd}", cur, test_ids)
             print(f"[al_sim] {s} round {rnd}: training on {len(cur)} blocks", file=sys.stderr)
-            m = _train_round(cfg, sub, run_dir(s, rnd), rnd, _export_encoder(prev_run))
+            m = _train_round(cfg, sub, run_dir(s, rnd), rnd, prev_run)
             rows.append({"strategy": s, "round": rnd, "n_labels": len(cur), **m,
                          "seconds": time.monotonic() - t0})
             have.add((s, rnd))
@@ -629,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "at most 8)")
     ap.add_argument("--diversity", type=float, default=acquisition.DEFAULT_DIVERSITY,
                     help="TV threshold of the diversity guard (0 = off)")
+    ap.add_argument("--warm-start", default="model", choices=WARM_STARTS,
+                    help="each round starts from the previous round's whole model (default) or its encoder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
@@ -651,7 +666,8 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
         img_size=a.img_size, variant=a.variant, encoder=a.encoder, fusion_dim=a.fusion_dim,
         lr=a.lr, train_batch=a.train_batch, mc_samples=a.mc_samples, mc_mode=a.mc_mode,
         k_local=a.k_local, diversity=a.diversity, seed=a.seed, threads=a.threads,
-        device=a.device, progress=a.progress, keep_checkpoints=a.keep_checkpoints)
+        device=a.device, progress=a.progress, keep_checkpoints=a.keep_checkpoints,
+        warm_start=a.warm_start)
 
 
 def main(argv=None) -> int:

@@ -34,6 +34,7 @@ __all__ = ["load_checkpoint", "load_model", "predict_blocks", "predict_tensors",
 
 # set by load_model on the model it returns: whether its run trained on local patch boxes
 BOXES_ATTR = "trained_with_local_boxes"
+CHIP_ATTR = "trained_chip_size"
 
 def _build_from_config(model_config: dict):
     from .msunet import MSUNet, MSUNetConfig
@@ -47,6 +48,18 @@ def uses_local_boxes(info: dict) -> bool:
     package had ``images/local_boxes.csv`` (model card / checkpoint ``dataset.local_boxes``,
     lcz_model.train); a model that never saw boxes never learned their terms, so gets none."""
     return bool((info.get("dataset") or {}).get("local_boxes"))
+
+
+def chip_size(info: dict, default: int = 256) -> int:
+    """The chip size a run was trained on (its package's; ``dataset.chip_size`` of the checkpoint),
+    ``default`` for runs from before it was recorded. Inference must cut chips of this size: a
+    local crop of 96 px covers 96 m at 1 m, one of 256 px 256 m."""
+    return int((info.get("dataset") or {}).get("chip_size") or default)
+
+
+def model_chip_size(model, default: int = 256) -> int:
+    """chip_size of the run a model was loaded from (load_model); ``default`` for any other."""
+    return int(getattr(model, CHIP_ATTR, None) or default)
 
 
 def model_uses_local_boxes(model) -> bool:
@@ -64,6 +77,7 @@ def load_model(checkpoint, device="cpu"):
     info = {k: v for k, v in ck.items() if k not in ("model", "optimizer", "scheduler",
                                                      "gradnorm", "rng")}
     setattr(model, BOXES_ATTR, uses_local_boxes(info))
+    setattr(model, CHIP_ATTR, chip_size(info))
     return model, info
 
 

@@ -171,6 +171,9 @@ class TrainConfig:
     eval_batch_size: int = _opt(16, "blocks per evaluation batch")
     num_workers: int = _opt(0, "DataLoader worker processes")
     encoder_checkpoint: str | None = _opt(None, "local encoder weights (never downloaded)")
+    init_from: str | None = _opt(None, "a run folder or checkpoint whose whole model (encoder, guidance "
+                                       "branches, fusion, head, endmember bank) starts this run; the "
+                                       "optimiser, schedule and GradNorm start fresh")
     augment: dict = _opt(default_factory=lambda: AugmentConfig().to_dict(),
                          help="augmentation (lcz_model.data.AugmentConfig; its options)", nested=AugmentConfig)
     model_kwargs: dict = _opt(default_factory=dict, help="an MSUNetConfig field, e.g. --model token_pool=all "
@@ -572,8 +575,21 @@ def _read_data(cfg: TrainConfig) -> _Data:
     info = {"path": str(Path(cfg.dataset).resolve()), "name": pkg.meta["name"],
             "checksum_sha256": package_checksum(cfg.dataset),
             "counts": pkg.meta["counts"], "n_pure": pkg.meta["n_pure"], "val_source": val_source,
-            "local_boxes": bool(pkg.meta.get("has_local_boxes"))}
+            "local_boxes": bool(pkg.meta.get("has_local_boxes")),
+            "chip_size": _chip_size(pkg)}
     return _Data(pkg, info)
+
+
+def _chip_size(pkg) -> int | None:
+    """The package's chip side in pixels (its first local crop's): a local crop covers this many
+    native pixels, so live inference must cut chips of the same size (lcz_model.predict.chip_size)."""
+    from PIL import Image
+
+    for b in pkg.blocks:
+        if b.local_paths:
+            with Image.open(b.local_paths[0]) as im:
+                return int(im.size[0])
+    return None
 
 
 def _resume_checkpoint(cfg: TrainConfig, ck_path: Path, data: _Data,
@@ -620,6 +636,8 @@ def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None,
     if cfg.encoder_checkpoint:
         mkw["encoder_checkpoint"] = cfg.encoder_checkpoint
     model = build_model(cfg.variant, encoder=cfg.encoder, img_size=cfg.img_size, **mkw)
+    if cfg.init_from and ck is None:
+        _init_from(model, cfg.init_from)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas),
                             weight_decay=cfg.weight_decay)
@@ -666,6 +684,22 @@ def _build(cfg: TrainConfig, data: _Data, device: torch.device, ck: dict | None,
             _Losses(model), device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=unused)
     return st
+
+
+def _init_from(model, source) -> None:
+    """Load a whole-model warm start (the selected weights of a run or checkpoint). The source
+    must be the same architecture: a missing or mis-shaped tensor is an error, not a silent
+    partial load."""
+    from .checkpoints import load_checkpoint
+
+    state = load_checkpoint(source)["model"]
+    own = model.state_dict()
+    bad = sorted(k for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape))
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if bad or missing or unexpected:
+        raise ValueError(f"--init-from {source}: not this model's architecture (shape differs: {bad[:3]}, "
+                         f"missing: {missing[:3]}, unexpected: {unexpected[:3]})")
+    model.load_state_dict(state)
 
 
 def _seed_rank_epoch(cfg: TrainConfig, st: _State, epoch: int) -> None:

@@ -533,8 +533,9 @@ def _datacard(campaign, opts, blocks, split_of, permille, figures, bad_imagery, 
         "- `blocks.gpkg`: the same with geometry (EPSG:4326), split, area, pure, dominant, agreement, and the "
         "geometry's source_name and licence.",
         "- `annotations.csv`: every interpreter's split (pseudonyms), confidence, flags, time.",
-        "- `images/global/<id>.png` (256x256, block down-sampled, outside = 0), `images/masks/<id>.png`, "
-        "`images/local/<id>_<k>.png` (256x256 at native resolution).",
+        f"- `images/global/<id>.png` ({opts.chip_size}x{opts.chip_size}, block down-sampled, outside = 0), "
+        f"`images/masks/<id>.png`, `images/local/<id>_<k>.png` ({opts.chip_size}x{opts.chip_size} at native "
+        "resolution).",
         f"- `{LOCAL_BOXES_FILE}`: block_id, k, y0, x0, y1, x1: where local patch k lies in its block's global "
         "image, as fractions of the global image's side (a patch padded past the block may reach below 0 or "
         "above 1); models place local patches on the global image with it.",

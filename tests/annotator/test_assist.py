@@ -76,6 +76,39 @@ def test_predict_blocks_stores_one_prediction_per_block(predicted, tiny_checkpoi
 
 
 @pytest.mark.django_db
+def test_live_prediction_cuts_chips_of_the_training_packages_size(campaign, media_root, geotiff_factory, request,
+                                                                   tiny_checkpoint, eager, tmp_path, monkeypatch):
+    """A local crop covers as many metres as it has pixels: a model trained on 64 px chips gets 64 px
+    chips (its checkpoint's dataset.chip_size), one from before chip_size was recorded 256 px."""
+    import torch
+
+    import lcz_model.chips as chips_mod
+
+    ck = torch.load(tiny_checkpoint / "checkpoint.pt", weights_only=False)
+    run64 = tmp_path / "run64"
+    run64.mkdir()
+    torch.save({**ck, "dataset": {"chip_size": 64}}, run64 / "checkpoint.pt")
+    (run64 / "model_card.json").write_text(json.dumps({"model_version": "tiny-test-64"}))
+    sizes = []
+    real = chips_mod.cut_block_chips
+
+    def recording(*a, **k):
+        out = real(*a, **k)
+        sizes.append(out.local[0].shape[0] if out.local else None)
+        return out
+
+    monkeypatch.setattr(chips_mod, "cut_block_chips", recording)
+    _campaign_with_imagery(campaign, geotiff_factory)
+    request.getfixturevalue("team")
+    call_command("predict_blocks", campaign=campaign.name, checkpoint=str(run64), verbosity=0)
+    assert sizes and set(sizes) == {64}
+    sizes.clear()
+    call_command("predict_blocks", campaign=campaign.name, checkpoint=str(tiny_checkpoint), verbosity=0)
+    assert sizes and set(sizes) == {256}
+    assert Prediction.objects.filter(model_version="tiny-test-64").count() == 4
+
+
+@pytest.mark.django_db
 def test_blind_rounds_never_show_predictions(predicted, api_as):
     campaign, team = predicted
     a = Assignment.objects.filter(interpreter=team["ann"], round=1).first()

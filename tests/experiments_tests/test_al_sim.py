@@ -52,9 +52,10 @@ def test_al_sim_writes_csv_png_and_resumes(tiny_pkg, tmp_path, monkeypatch):
     assert {b.block_id for b in sub.split("train")} == set(
         (out / "labelled" / "bald_r1.txt").read_text().split())
     assert len(sub) == 10 + len(pkg.split("test"))
-    # warm start: round 1 was initialised from round 0's encoder
+    # warm start: round 1 was initialised from the whole round-0 model
     card = json.loads((out / "runs" / "bald" / "r1" / "model_card.json").read_text())
-    assert card["train_config"]["encoder_checkpoint"].endswith("runs/seed/r0/encoder_weights.pt")
+    assert card["train_config"]["init_from"].endswith("runs/seed/r0")
+    assert card["train_config"]["encoder_checkpoint"] is None
     # round 0's checkpoint is pruned once every strategy finished round 1; the last round's stay
     assert not (out / "runs" / "seed" / "r0" / "checkpoint.pt").exists()
     assert (out / "runs" / "seed" / "r0" / "model_card.json").exists()
