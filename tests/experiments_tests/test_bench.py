@@ -21,3 +21,15 @@ def test_bench_figures_follow_from_the_measured_times():
     assert res["params_full"] > res["params_encoder"]
     assert any(f"{res['infer_blocks_per_s']:.1f} blocks/s" in line for line in lines)
     assert any(f"{res['train_ms_per_block']:.2f} ms/block" in line for line in lines)
+
+
+@pytest.mark.slow
+def test_end_to_end_epoch_times_the_real_loader(tiny_pkg):
+    from lcz_model.package import read_package
+
+    res = bench.epoch(str(tiny_pkg), encoder="swin_micro", img_size=64, batch=4, device="cpu",
+                      threads=1, log=lambda *_: None)
+    pkg = read_package(tiny_pkg)
+    assert res["train_items"] == len(pkg.split("train"))
+    assert res["steps"] == -(-res["train_items"] // 4)
+    assert res["epoch_ms_per_block"] == pytest.approx(1000 * res["epoch_seconds"] / res["train_items"])
