@@ -7,9 +7,11 @@ blocks, assignments, predictions), and one per (campaign, user), bumped when tha
 assignments change (their map's statuses; which blocks they still label blind). A tile's stamp is
 the pair for its viewer. Writers bump before and after their transaction commits (before: tests
 and eager callers see it at once; after: no reader can pair the new stamp with the old rows).
-A missing counter starts at the clock's nanoseconds, and counters expire after STAMP_SECONDS, so
-a write that bypasses the services (an admin edit in the database) is served stale for at most
-that long, and a flushed cache can never bring back an old stamp.
+A third counter per campaign moves with either kind of bump: `campaign_version` changes whenever
+anything any member sees of the campaign changes (the dashboard keys its statistics on it instead of
+re-reading every assignment). A missing counter starts at the clock's nanoseconds, and counters
+expire after STAMP_SECONDS, so a write that bypasses the services (an admin edit in the database) is
+served stale for at most that long, and a flushed cache can never bring back an old stamp.
 """
 from __future__ import annotations
 
@@ -23,6 +25,10 @@ STAMP_SECONDS = 600
 
 def _key(campaign_id: int, user_id: int | None = None) -> str:
     return f"blocktiles:v:{campaign_id}" + ("" if user_id is None else f":{user_id}")
+
+
+def _any_key(campaign_id: int) -> str:
+    return f"blocktiles:v:{campaign_id}:any"
 
 
 def _current(key: str) -> int:
@@ -49,12 +55,12 @@ def _bump(keys: list[str]) -> None:
 
 def bump(campaign_id: int) -> None:
     """What the block tiles of `campaign_id` show has changed, for everyone."""
-    _bump([_key(campaign_id)])
+    _bump([_key(campaign_id), _any_key(campaign_id)])
 
 
 def bump_user(campaign_id: int, user_id: int) -> None:
     """Only `user_id`'s own view changed (their assignment's status)."""
-    _bump([_key(campaign_id, user_id)])
+    _bump([_key(campaign_id, user_id), _any_key(campaign_id)])
 
 
 def stamp(campaign_id: int, user_id: int) -> str:
@@ -63,3 +69,8 @@ def stamp(campaign_id: int, user_id: int) -> str:
     keys = [_key(campaign_id), _key(campaign_id, user_id)]
     values = cache.get_many(keys)
     return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)
+
+
+def campaign_version(campaign_id: int) -> str:
+    """Changes with every bump of the campaign, whoever's view it was for."""
+    return str(_current(_any_key(campaign_id)))

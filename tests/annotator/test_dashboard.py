@@ -153,6 +153,28 @@ def test_dashboard_shows_the_agreement_figures_and_progress(client, team, campai
     assert 'id="dash-map"' in html and f'href="/dashboard/review/{curated[1].pk}/"' in html
 
 
+def test_warm_dashboard_reads_no_assignment_yet_shows_every_new_save(client, team, campaign, curated):
+    """The statistics are cached under the campaign's version stamp (annotator.tile_stamps): a second
+    view reads no assignment or split; any save moves the stamp, so the next view is fresh."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    login(client, team["rev"])
+    url = f"/dashboard/campaigns/{campaign.pk}/"
+    client.get(url)
+    with CaptureQueriesContext(connection) as q:
+        html = client.get(url).content.decode()
+    assert not [x["sql"] for x in q.captured_queries if "annotator_assignment" in x["sql"]
+                or "annotator_annotation" in x["sql"]]
+    assert '<td data-status="in_progress"><strong>1</strong>' in html
+    rows = html.count('data-interpreter=')
+    submit_block(curated[3], lambda u: split(lcz_d=1000))      # the draft block's splits, through services
+    html = client.get(url).content.decode()
+    assert '<td data-status="in_progress"><strong>1</strong>' not in html
+    assert '<td data-status="complete"><strong>3</strong>' in html
+    assert html.count('data-interpreter=') == rows
+
+
 def test_plot_endpoints_return_valid_non_blank_pngs_and_revalidate(client, team, campaign, curated):
     login(client, team["rev"])
     etags = {}
