@@ -525,6 +525,25 @@ def format_summary(summ: dict) -> str:
             lines.append(f"GOAL (BALD <= 70 % of random's labels): "
                          f"{'met' if ok else 'NOT met'}"
                          + (f" ({100 * fr:.0f} %)" if fr is not None else ""))
+    per = summ.get("per_seed")
+    if per:
+        names = [x for x in strat if x != "random"]
+        lines.append("per seed: labels to reach that seed's random final MAE, as a share of random's labels "
+                     "(- = never), and each strategy's final MAE")
+        lines.append("seed  random final  " + "  ".join(f"{x:>16}" for x in names))
+        for sd, ps in per.items():
+            rf_s = ps.get("random_final") or {}
+            cells = []
+            for x in names:
+                d = ps["strategies"].get(x, {})
+                fr = d.get("fraction_of_random_labels")
+                cells.append(f"{'-' if fr is None else f'{100 * fr:.0f} %':>6} ({d.get('final_mae', float('nan')):.4f})")
+            lines.append(f"{sd:>4}  {rf_s.get('test_mae', float('nan')):12.4f}  " + "  ".join(f"{c:>16}" for c in cells))
+        for x in names:
+            won = sum(1 for ps in per.values() if ps["strategies"].get(x, {}).get("fraction_of_random_labels") is not None)
+            below = sum(1 for ps in per.values()
+                        if ps["strategies"].get(x, {}).get("final_mae", 1) < (ps.get("random_final") or {}).get("test_mae", 0))
+            lines.append(f"  {x}: reached random's final MAE on {won} of {len(per)} seeds; ended below it on {below}")
     if summ.get("note"):
         lines.append(f"note: {summ['note']}")
     return "\n".join(lines)

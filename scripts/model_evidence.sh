@@ -35,12 +35,15 @@ LR=${LR:-3e-3}
 BATCH=${BATCH:-10}
 SEEDS=${SEEDS:-0 1 2 3 4}
 VARIANTS=${VARIANTS:-baseline psg psg_lsg full}
+PACKAGES=${PACKAGES:-std hard}          # which packages the ablation trains on
+TAG=${TAG:-}                            # a second ablation beside the first: runs-$TAG, ablation$TAG-*
+TRAIN_ARGS=${TRAIN_ARGS:-}              # more lcz_model.train options, e.g. "--model local_gate_init=1.0"
 JOBS=${JOBS:-2}
 DEVICE=${DEVICE:-cpu}
 AL_SEEDS=${AL_SEEDS:-0 1 2 3 4}
 AL_ARGS=${AL_ARGS:---strategies bald,entropy,random --seed-labels 30 --batch 20 --rounds 4 --epochs 6 --mc-samples 6}
 SPEED_BLOCKS=${SPEED_BLOCKS:-3400}
-SPEED_ARGS=${SPEED_ARGS:-}
+SPEED_ARGS=${SPEED_ARGS:---encoder swin_micro --both --threads 2 --batch 20 --infer-batch 16 --steps 5}
 mkdir -p "$OUT" "$VAR"
 has() { [[ " $PHASES " == *" $1 "* ]]; }
 pkg() { echo "$VAR/packages/$1"; }
@@ -56,37 +59,40 @@ if has packages; then
   done
 fi
 
+RUNS="$VAR/runs${TAG:+-$TAG}"
 train_one() {   # package variant seed
-  local run="$VAR/runs/$1/$2-s$3"
+  local run="$RUNS/$1/$2-s$3"
   if [[ -f "$run/model_card.json" ]] && grep -q '"finished": true' "$run/model_card.json"; then return 0; fi
   local resume=(); [[ -f "$run/checkpoint.pt" ]] && resume=(--resume)
   local t0=$SECONDS
   $PY -m lcz_model.train --dataset "$(pkg "$1")" --out "$run" --variant "$2" --encoder swin_micro \
     --img-size "$IMG" --epochs "$EPOCHS" --lr "$LR" --batch-size "$BATCH" --seed "$3" \
-    --device "$DEVICE" --threads 1 --eval-every 2 --no-progress "${resume[@]}" > "$run.log" 2>&1
+    --device "$DEVICE" --threads 1 --eval-every 2 --no-progress "${resume[@]}" $TRAIN_ARGS > "$run.log" 2>&1
   echo "$1 $2-s$3: $((SECONDS - t0)) s"
 }
 export -f train_one pkg
-export PY VAR IMG EPOCHS LR BATCH DEVICE
+export PY VAR RUNS IMG EPOCHS LR BATCH DEVICE TRAIN_ARGS
 
 if has ablation; then
-  mkdir -p "$VAR/runs/std" "$VAR/runs/hard"
   t0=$SECONDS
-  for name in std hard; do for s in $SEEDS; do for v in $VARIANTS; do echo "$name $v $s"; done; done; done \
+  jsons=(); names=()
+  for name in $PACKAGES; do mkdir -p "$RUNS/$name"; done
+  for name in $PACKAGES; do for s in $SEEDS; do for v in $VARIANTS; do echo "$name $v $s"; done; done; done \
     | xargs -P "$JOBS" -L 1 bash -c 'train_one "$0" "$1" "$2"'
   echo "ablation trainings: $((SECONDS - t0)) s wall with $JOBS at a time"
-  for name in std hard; do
-    runs=(); for v in $VARIANTS; do for s in $SEEDS; do runs+=("$VAR/runs/$name/$v-s$s"); done; done
+  for name in $PACKAGES; do
+    runs=(); for v in $VARIANTS; do for s in $SEEDS; do runs+=("$RUNS/$name/$v-s$s"); done; done
     $PY -m lcz_model.evaluate "${runs[@]}" --dataset "$(pkg "$name")" --baselines \
-      --json "$OUT/ablation-$name.json" > "$OUT/ablation-$name.txt"
+      --json "$OUT/ablation$TAG-$name.json" > "$OUT/ablation$TAG-$name.txt"
+    jsons+=("$OUT/ablation$TAG-$name.json"); names+=("$name")
   done
-  $PY scripts/evidence_summary.py "$OUT/ablation-std.json" "$OUT/ablation-hard.json" --names std,hard \
-    --png "$OUT/ablation.png" --md "$OUT/ablation.md" \
+  $PY scripts/evidence_summary.py "${jsons[@]}" --names "$(IFS=,; echo "${names[*]}")" \
+    --png "$OUT/ablation$TAG.png" --md "$OUT/ablation$TAG.md" \
     --title "test splits, swin_micro $IMG px, $EPOCHS epochs (selected on val), CPU; mean and 95 % interval over seeds"
 fi
 
 if has prelabel; then
-  runs=(); for s in $SEEDS; do runs+=("$VAR/runs/std/full-s$s"); done
+  runs=(); for s in $SEEDS; do runs+=("$RUNS/std/full-s$s"); done
   $PY -m experiments.prelabel_effort "${runs[@]}" --dataset "$(pkg std)" --out "$OUT" --device "$DEVICE"
 fi
 

@@ -145,6 +145,8 @@ def test_assisted_round_shows_the_model_split_and_records_provenance(predicted, 
 @pytest.mark.django_db
 def test_queue_orders_by_score_and_guards_diversity(predicted):
     campaign, _ = predicted
+    assert campaign.acquisition_strategy == "random"      # the default (docs/model-evidence.md)
+    campaign.acquisition_strategy = "bald"
     campaign.queue_open_blocks = True
     ids = assist.queue_next_batch(campaign, k=4, round=2)
     prios = {a.block_id: a.priority for a in Assignment.objects.filter(round=2)}

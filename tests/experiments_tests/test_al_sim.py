@@ -115,6 +115,12 @@ def test_combine_averages_seeds(tmp_path):
     assert summ["seeds"] == [0, 1]
     assert len(list(csv.DictReader(open(tmp_path / "c" / "results_all.csv")))) == 11
     assert (tmp_path / "c" / "al_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # per seed: seed 0's BALD reaches random's final 0.06 between 2 labels-rounds, seed 1's never (ends 0.06 > 0.04)
+    text = al_sim.format_summary(summ)
+    assert "bald: reached random's final MAE on 1 of 2 seeds; ended below it on 1" in text
+    per = summ["per_seed"]
+    assert per["0"]["strategies"]["bald"]["fraction_of_random_labels"] is not None
+    assert per["1"]["strategies"]["bald"]["fraction_of_random_labels"] is None
     _fake_sim(tmp_path / "d", 2, {"random": [0.1]}, package="other")
     with pytest.raises(ValueError, match="differ"):
         al_sim.combine([tmp_path / "a", tmp_path / "d"], tmp_path / "e")
