@@ -16,7 +16,7 @@ For every run (one per seed) and every block of the split:
            predicted vs real error (and of BALD and entropy scores vs real error); a reliability
            curve (blocks in quantile bins of predicted error: mean predicted vs mean real error),
            raw and after one scale factor fitted on the val split (least squares through 0).
-Outputs in --out: prelabel.json, prelabel.md and prelabel.png.
+Outputs in --out: prelabel.json, prelabel.md and prelabel.png (``--prefix`` renames them).
 """
 from __future__ import annotations
 
@@ -221,6 +221,7 @@ def main(argv=None) -> int:
     ap.add_argument("--mc-mode", default="full", choices=acquisition.MC_MODES)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default="docs/figures")
+    ap.add_argument("--prefix", default="prelabel", help="file names: PREFIX.json, PREFIX.md, PREFIX.png")
     a = ap.parse_args(argv)
     pkg = read_package(a.dataset)
     if not pkg.split(a.split):
@@ -230,10 +231,10 @@ def main(argv=None) -> int:
            for i, r in enumerate(a.runs)]
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "prelabel.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / f"{a.prefix}.json").write_text(json.dumps(res, indent=1) + "\n")
     md = summary_md(res)
-    (out / "prelabel.md").write_text(md)
-    plot(res, out / "prelabel.png")
+    (out / f"{a.prefix}.md").write_text(md)
+    plot(res, out / f"{a.prefix}.png")
     print(md)
     return 0
 

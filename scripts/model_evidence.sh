@@ -93,7 +93,8 @@ fi
 
 if has prelabel; then
   runs=(); for s in $SEEDS; do runs+=("$RUNS/std/full-s$s"); done
-  $PY -m experiments.prelabel_effort "${runs[@]}" --dataset "$(pkg std)" --out "$OUT" --device "$DEVICE"
+  $PY -m experiments.prelabel_effort "${runs[@]}" --dataset "$(pkg std)" --out "$OUT" --device "$DEVICE" \
+    --prefix "prelabel$TAG"
 fi
 
 if has al; then
