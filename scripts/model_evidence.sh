@@ -3,7 +3,7 @@
 #
 #   scripts/model_evidence.sh                 # all phases
 #   PHASES="packages ablation" scripts/model_evidence.sh
-#   JOBS=2 SEEDS="0 1 2 3 4" EPOCHS=16 IMG=64 scripts/model_evidence.sh
+#   JOBS=2 SEEDS="0 1 2 3 4" EPOCHS=10 IMG=64 scripts/model_evidence.sh   # the defaults
 #
 # Phases (each resumable: a finished training run or result is kept and skipped):
 #   packages  two SYNTHETIC packages of BLOCKS blocks (~300 m blocks, chips of CHIP px, train /
@@ -16,17 +16,20 @@
 #             calibration of MC-dropout uncertainty (reliability curve, Spearman rho), full runs, std
 #   al        active learning with whole-model warm starts (init_from), AL_SEEDS seeds, per-seed
 #             curves and the label fraction at which each strategy reaches random's final MAE
+#   extra     the two further budgets of docs/model-evidence.md: the std ablation and its pre-labels
+#             at 20 epochs (TAG=e20), and the full model with DCAF's gate opened (TAG=gate1)
 #   speed     inference blocks/s (eager, torch.compile) and training ms/block, bf16 where the device
 #             has it; one end-to-end epoch of train_msunet's loader+network on a SPEED_BLOCKS
 #             package vs the network alone (on CPU when no GPU: said so in the output)
-# Outputs: $OUT (default docs/figures): ablation-*.json/.txt/.png, prelabel.*, al-*, speed-*.
+# Outputs: $OUT (default docs/figures): ablation*.md/.png/-*.json/-*.txt, prelabel*.md/.json/.png,
+#   al-summary.txt, al-curve.png, al-results.csv, speed.txt, speed.json.
 # Run time on the 2-core CPU of the development machine: see docs/model-evidence.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-docs/figures}
 VAR=${VAR:-var/evidence}
-PHASES=${PHASES:-packages ablation prelabel al speed}
+PHASES=${PHASES:-packages ablation prelabel al speed extra}
 BLOCKS=${BLOCKS:-300}
 CHIP=${CHIP:-96}
 IMG=${IMG:-64}
@@ -118,4 +121,9 @@ if has speed; then
   # shellcheck disable=SC2086
   $PY -m experiments.bench --package "$p" --img-size "$IMG" --device "$DEVICE" --json "$OUT/speed.json" \
     $SPEED_ARGS | tee "$OUT/speed.txt"
+fi
+
+if has extra; then
+  PHASES="ablation prelabel" PACKAGES=std EPOCHS=$((2 * EPOCHS)) TAG=e20 "$0"
+  PHASES=ablation PACKAGES=std VARIANTS=full TAG=gate1 TRAIN_ARGS="--model local_gate_init=1.0" "$0"
 fi
