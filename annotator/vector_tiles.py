@@ -27,7 +27,7 @@ import functools
 import hashlib
 import math
 
-from django.db import connection
+from django.db import connection, transaction
 
 from lcz_model.classes import KEYS
 
@@ -185,9 +185,18 @@ def tile_sql(layer: str, user, campaign: Campaign, z: int, x: int, y: int,
     return sql, [z, x, y, z, x, y, layer, *params]
 
 
+# DECISION: a tile statement runs without parallel workers and without JIT (set for its own
+# transaction only): at z12 the planner's parallel plans made the status and agreement tiles 3-4x
+# slower than serial ones (37-56 ms vs 12-14 ms on 2 cores), and a statement costed above
+# jit_above_cost (a dense tile) spends ~0.5 s compiling. Evidence: docs/vector-tiles.md.
+TILE_SETTINGS_SQL = ("SELECT set_config('max_parallel_workers_per_gather', '0', true), "
+                     "set_config('jit', 'off', true)")
+
+
 def _postgis_tile(layer, user, campaign, z, x, y, source) -> bytes:
     sql, params = tile_sql(layer, user, campaign, z, x, y, source)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(TILE_SETTINGS_SQL)
         cursor.execute(sql, params)
         row = cursor.fetchone()
     data = row[0] if row else None

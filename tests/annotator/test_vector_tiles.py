@@ -389,3 +389,28 @@ def test_the_z12_grid_follows_a_moved_block(team, campaign, monkeypatch):
     assert vector_tiles.block_tile("status", team["rev"], campaign, 12, x, y) != fast
     assert (vector_tiles.block_tile("status", team["rev"], campaign, 12, x, y)
             == plain_tile(monkeypatch, "status", team["rev"], campaign, 12, x, y))
+
+
+@pytest.mark.django_db(transaction=True)          # autocommit, as in production: the tile's own transaction ends
+def test_tile_statements_run_serial_without_jit_and_leave_the_session_as_it_was(team, campaign, curated):
+    """vector_tiles.TILE_SETTINGS_SQL: no parallel workers and no JIT for the tile statement itself
+    (parallel plans were 3-4x slower at z12 on 2 cores; JIT costs ~0.5 s), set for its transaction
+    only: the connection's other queries keep the server's settings."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def settings_now():
+        with connection.cursor() as cur:
+            cur.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')")
+            return cur.fetchone()
+
+    before = settings_now()
+    z, x, y = covering_tiles(campaign)[0]
+    with CaptureQueriesContext(connection) as q:
+        data = vector_tiles.block_tile("status", team["rev"], campaign, z, x, y)
+    assert decode(data, "status")
+    sqls = [s["sql"] for s in q.captured_queries]
+    settings_at = next(i for i, s in enumerate(sqls) if "set_config('jit', 'off', true)" in s)
+    tile_at = next(i for i, s in enumerate(sqls) if "ST_AsMVT(" in s)
+    assert settings_at < tile_at
+    assert settings_now() == before
