@@ -388,16 +388,6 @@ def interpreter_progress(campaign: Campaign) -> dict[str, dict]:
     return {name: agg.get(pk, zero) for pk, name in people.items()}
 
 
-def submitted_splits_stamp(campaign: Campaign, round: int = 1) -> tuple[int, object, int]:
-    """(submitted splits in the round, when the last of them changed, released blocks): what the
-    agreement figures depend on, in two cheap aggregate queries (dashboards cache by it)."""
-    from django.db.models import Max
-
-    sub = Assignment.objects.filter(campaign=campaign, round=round, status=Assignment.Status.SUBMITTED).aggregate(
-        n=Count("id"), t=Max("annotation__updated_at"))
-    return sub["n"], sub["t"], blocks_of(campaign).filter(status__in=RELEASED).count()
-
-
 def latest_prediction_jobs(campaign: Campaign, n: int = 5) -> QuerySet[PredictionJob]:
     return PredictionJob.objects.filter(campaign=campaign).order_by("-created_at")[:n]
 
