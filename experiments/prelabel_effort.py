@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from experiments.intervals import mean_interval
 from lcz_model import acquisition
 from lcz_model.classes import N_CLASSES
 from lcz_model.package import read_package
@@ -133,18 +134,9 @@ def evaluate_run(run, pkg, *, split: str = "test", samples: int = 10, mode: str 
     }
 
 
-def _interval(v):
-    from scipy import stats
-
-    v = np.asarray(v, float)
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
 def summary_md(res: list[dict]) -> str:
     def cell(vals, fmt="{:.1f}"):
-        m, h = _interval(vals)
+        m, h = mean_interval(vals)
         return fmt.format(m) + ("" if not np.isfinite(h) else " ± " + fmt.format(h))
 
     n = len(res)

@@ -15,10 +15,16 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from experiments.intervals import mean_interval  # noqa: E402
 
 METRICS = (("mixed", "mae", "MAE mixed"), ("mixed", "wd", "WD mixed"),
            ("all", "mae", "MAE all"), ("all", "wd", "WD all"), ("all", "oa", "OA (pure)"))
@@ -39,19 +45,8 @@ def group(models: list[dict]) -> "OrderedDict[str, dict[int | None, dict]]":
     return groups
 
 
-def interval(v) -> tuple[float, float]:
-    """Mean and the half-width of its 95 % t-interval (nan with one value)."""
-    from scipy import stats
-
-    v = np.asarray(v, dtype=float)
-    v = v[np.isfinite(v)]
-    if len(v) < 2:
-        return (float(v.mean()) if len(v) else float("nan")), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-
-
 def _cell(v) -> str:
-    m, h = interval(v)
+    m, h = mean_interval(v)
     return f"{m:.4f}" + (f" ± {h:.4f}" if np.isfinite(h) else "")
 
 
@@ -80,7 +75,7 @@ def steps(groups) -> list[dict]:
         row = {"step": label, "seeds": len(seeds)}
         for sub in ("mixed", "all"):
             d = np.array([groups[model][s][sub]["mae"] - groups[ref][s][sub]["mae"] for s in seeds])
-            m, h = interval(d)
+            m, h = mean_interval(d)
             row[sub] = {"mean": m, "half_width": h, "helped": int((d < 0).sum()), "per_seed": d.tolist()}
         out.append(row)
     return out
@@ -117,7 +112,7 @@ def plot(all_groups: "OrderedDict[str, OrderedDict]", path: Path, title: str) ->
             top = 1.3 * max(np.nanmax(v) for n, v in vals.items() if n != "mean-split")
             for i, n in enumerate(names):
                 v = vals[n]
-                m, h = interval(v)
+                m, h = mean_interval(v)
                 ax.bar(i, min(m, top), width=0.7,
                        color="tab:blue" if n.startswith(("full", "msunet")) else
                        "tab:cyan" if n in ("psg", "psg_lsg") else "0.7")

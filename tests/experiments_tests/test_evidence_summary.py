@@ -31,11 +31,13 @@ def _models():
 
 
 def test_interval_is_the_t_interval_over_seeds():
+    from experiments.intervals import mean_interval
+
     v = [0.030, 0.032, 0.031]
-    m, h = es.interval(v)
+    m, h = mean_interval(v)
     assert m == pytest.approx(np.mean(v))
     assert h == pytest.approx(stats.t.ppf(0.975, 2) * np.std(v, ddof=1) / np.sqrt(3))
-    assert np.isnan(es.interval([0.1])[1])
+    assert np.isnan(mean_interval([0.1])[1]) and mean_interval([0.1, np.nan, 0.3])[0] == pytest.approx(0.2)
 
 
 def test_steps_are_paired_by_seed_and_say_which_helped():
