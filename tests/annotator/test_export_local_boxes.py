@@ -24,6 +24,7 @@ from lcz_model.package import LOCAL_BOXES_FILE, read_package
 from lcz_model.package_writer import write_sha256sums
 from tests.annotator.helpers import split
 from tests.conftest import METRIC_CRS, grid_roads
+from tests.box_pixels import pixels_under
 
 pytestmark = pytest.mark.django_db
 
@@ -71,14 +72,6 @@ def _files(pkg: Path) -> dict[str, str]:
             for p in sorted(pkg.rglob("*")) if p.is_file()}
 
 
-def _at(global_rgb, box):
-    n = global_rgb.shape[0]
-    y0, x0, y1, x1 = (int(round(v * n)) for v in box)
-    pad = np.zeros((3 * n, 3 * n, 3), dtype=np.uint8)          # boxes may reach past the edge
-    pad[n:2 * n, n:2 * n] = global_rgb
-    return pad[n + y0:n + y1, n + x0:n + x1].astype(float)
-
-
 def test_export_writes_boxes_the_reader_accepts_and_the_chips_match(boxed, tmp_path):
     pkg = export_dataset(boxed, tmp_path / "grid-v1", _opts(workers=1), progress=False).path
     lines = (pkg / LOCAL_BOXES_FILE).read_text().splitlines()
@@ -99,8 +92,8 @@ def test_export_writes_boxes_the_reader_accepts_and_the_chips_match(boxed, tmp_p
         assert len(b.local_boxes) == len(b.local_paths) >= 2
         g = np.asarray(Image.open(b.global_path).convert("RGB"))
         for k, path in enumerate(b.local_paths):
-            here = _at(g, b.local_boxes[k])
-            other = _at(g, b.local_boxes[(k + 1) % len(b.local_boxes)])
+            here = pixels_under(g, b.local_boxes[k])
+            other = pixels_under(g, b.local_boxes[(k + 1) % len(b.local_boxes)])
             h, w = here.shape[:2]
             if h < 4 or w < 4 or other.shape != here.shape:
                 continue

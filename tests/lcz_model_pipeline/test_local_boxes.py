@@ -6,15 +6,7 @@ import numpy as np
 from PIL import Image
 
 from lcz_model.package import read_package
-
-
-def _at(global_rgb, box):
-    """The global image's pixels under ``box``, resized to the box size (in global pixels)."""
-    n = global_rgb.shape[0]
-    y0, x0, y1, x1 = (int(round(v * n)) for v in box)
-    pad = np.zeros((3 * n, 3 * n, 3), dtype=np.uint8)          # boxes may reach past the edge
-    pad[n:2 * n, n:2 * n] = global_rgb
-    return pad[n + y0:n + y1, n + x0:n + x1].astype(float)
+from tests.box_pixels import pixels_under
 
 
 def test_boxes_put_each_local_patch_where_the_global_image_shows_it(synthetic_pkg):
@@ -26,12 +18,12 @@ def test_boxes_put_each_local_patch_where_the_global_image_shows_it(synthetic_pk
         g = np.asarray(Image.open(b.global_path).convert("RGB"))
         boxes = b.local_boxes
         for k, path in enumerate(b.local_paths):
-            here = _at(g, boxes[k])
+            here = pixels_under(g, boxes[k])
             h, w = here.shape[:2]
             if h < 4 or w < 4:
                 continue
             small = np.asarray(Image.open(path).convert("RGB").resize((w, h), Image.Resampling.BOX)).astype(float)
-            other = _at(g, boxes[(k + 1) % len(boxes)])
+            other = pixels_under(g, boxes[(k + 1) % len(boxes)])
             if other.shape != here.shape:
                 continue
             right.append(np.abs(small - here).mean())
