@@ -93,7 +93,14 @@ _RELEASED_SQL = ", ".join(f"'{s}'" for s in selectors.RELEASED)
 # the tile's envelope in 3857 (for ST_AsMVTGeom) and, with the buffer, in 4326 (for the index)
 _ENV = (f"WITH env AS (SELECT ST_TileEnvelope(%s, %s, %s) AS m, "
         f"ST_Transform(ST_TileEnvelope(%s, %s, %s, margin => {BUFFER / EXTENT}), 4326) AS g)")
-_MVT_GEOM = f"ST_AsMVTGeom(ST_Transform(b.geom, 3857), env.m, {EXTENT}, {BUFFER}, true)"
+# the block in Web Mercator: the stored generated column (migration 0014; ST_Transform per block was
+# about half of a z15-z17 tile statement); tests swap in `ST_Transform(b.geom, 3857)` to compare
+MERCATOR_GEOM = "b.geom_3857"
+
+
+def _mvt_geom() -> str:
+    return f"ST_AsMVTGeom({MERCATOR_GEOM}, env.m, {EXTENT}, {BUFFER}, true)"
+
 
 # Zooms GRID_ZOOM..GRID_MAX_ZOOM: the block as ST_AsMVTGeom made it once for the whole-world z12
 # grid (the generated column `tile_geom_z12`, migration 0012), moved onto the tile by one exact
@@ -105,19 +112,19 @@ _MVT_GEOM = f"ST_AsMVTGeom(ST_Transform(b.geom, 3857), env.m, {EXTENT}, {BUFFER}
 # validation were most of a block's ~20 us); evidence in docs/vector-tiles.md.
 GRID_ZOOM = 12          # the migration's grid: 4096 x 2^12 pixels a side
 GRID_MAX_ZOOM = 14
-_GRID_GEOM = (f"CASE WHEN b.tile_geom_z12 @ ST_MakeEnvelope(%s, %s, %s, %s) "
-              f"THEN ST_Affine(b.tile_geom_z12, %s, 0, 0, %s, %s, %s) ELSE {_MVT_GEOM} END")
+_GRID_GEOM = ("CASE WHEN b.tile_geom_z12 @ ST_MakeEnvelope(%s, %s, %s, %s) "
+              "THEN ST_Affine(b.tile_geom_z12, %s, 0, 0, %s, %s, %s) ELSE {mvt_geom} END")
 
 
 def _geom_sql(z: int, x: int, y: int) -> tuple[str, list]:
     """The feature geometry (`... AS geom`) of tile z/x/y and its parameters."""
     if not GRID_ZOOM <= z <= GRID_MAX_ZOOM:
-        return f"{_MVT_GEOM} AS geom", []
+        return f"{_mvt_geom()} AS geom", []
     scale = 1 << (z - GRID_ZOOM)
     # the buffered tile in z12 pixels (a block inside it needs no clip); exact binary fractions
     box = [(x * EXTENT - BUFFER) / scale, (y * EXTENT - BUFFER) / scale,
            ((x + 1) * EXTENT + BUFFER) / scale, ((y + 1) * EXTENT + BUFFER) / scale]
-    return f"{_GRID_GEOM} AS geom", [*box, *(float(v) for v in (scale, scale, -x * EXTENT, -y * EXTENT))]
+    return f"{_GRID_GEOM.format(mvt_geom=_mvt_geom())} AS geom", [*box, *(float(v) for v in (scale, scale, -x * EXTENT, -y * EXTENT))]
 
 
 def _hidden_sql(user, campaign: Campaign) -> tuple[str, list]:
