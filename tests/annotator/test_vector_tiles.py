@@ -17,6 +17,13 @@ from tests.annotator.helpers import split, submit_block
 Z = 16
 
 
+@pytest.fixture(autouse=True)
+def tile_passes(settings):
+    """As in production (a shared cache): every request after a client's first holds a tile pass
+    (annotator.tile_pass), so the per-role checks below hold on that path too."""
+    settings.TILE_PASS = True
+
+
 def tile_xy(lon: float, lat: float, z: int) -> tuple[int, int]:
     n = 1 << z
     x = int((lon + 180) / 360 * n)
@@ -315,10 +322,36 @@ def test_every_write_that_changes_a_tile_changes_the_viewers_stamp(team, campaig
 
 
 def plain_tile(monkeypatch, *args, **kwargs) -> bytes:
-    """The tile with every block through ST_AsMVTGeom (the z12 grid switched off)."""
+    """The tile with every block through ST_AsMVTGeom(ST_Transform(geom, 3857)) (the z12 grid and the
+    stored Web Mercator column switched off)."""
     with monkeypatch.context() as m:
         m.setattr(vector_tiles, "GRID_MAX_ZOOM", vector_tiles.GRID_ZOOM - 1)
+        m.setattr(vector_tiles, "MERCATOR_GEOM", "ST_Transform(b.geom, 3857)")
         return vector_tiles.block_tile(*args, **kwargs)
+
+
+@pytest.mark.parametrize("layer,source", [("mine", None), ("status", None), ("agreement", None),
+                                          ("fractions", "consensus")])
+def test_high_zoom_tiles_from_the_stored_mercator_geometry_are_the_transformed_ones(
+        team, campaign, curated, monkeypatch, layer, source):
+    """z15+ tiles read `geom_3857` (migration 0014) instead of transforming each block: byte for byte
+    the tiles of ST_Transform(geom, 3857), and a block moved by a bulk update is drawn where it now is."""
+    who = team["ann"] if layer == "mine" else team["adm"]
+    compared = 0
+    for z in (15, 17):
+        for block in curated[:4]:
+            x, y = tile_xy(*block.geom.centroid.coords, z)
+            fast = vector_tiles.block_tile(layer, who, campaign, z, x, y, source)
+            assert fast == plain_tile(monkeypatch, layer, who, campaign, z, x, y, source)
+            compared += bool(fast)
+    assert compared
+    block = curated[0]
+    x, y = tile_xy(*block.geom.centroid.coords, 17)
+    before = vector_tiles.block_tile("status", team["adm"], campaign, 17, x, y)
+    StreetBlock.objects.filter(pk=block.pk).update(geom=block.geom.buffer(-2e-5))
+    after = vector_tiles.block_tile("status", team["adm"], campaign, 17, x, y)
+    assert after != before
+    assert after == plain_tile(monkeypatch, "status", team["adm"], campaign, 17, x, y)
 
 
 def ring_bounds(feature) -> list[tuple[float, float, float, float]]:
