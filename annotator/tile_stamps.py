@@ -71,6 +71,15 @@ def stamp(campaign_id: int, user_id: int) -> str:
     return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)
 
 
+def stamp_and(campaign_id: int, user_id: int, other_key: str) -> tuple[str, str | None]:
+    """`stamp` and one more cache value (the viewer's tile pass version) in the same round trip."""
+    keys = [_key(campaign_id), _key(campaign_id, user_id)]
+    values = cache.get_many([*keys, other_key])
+    other = values.get(other_key)
+    return (".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys),
+            None if other is None else str(other))
+
+
 def campaign_version(campaign_id: int) -> str:
     """Changes with every bump of the campaign, whoever's view it was for."""
     return str(_current(_any_key(campaign_id)))

@@ -264,6 +264,9 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # the login rate limit works per process with a memory cache: fine for one-process development
     SILENCED_SYSTEM_CHECKS += ["django_ratelimit.E003", "django_ratelimit.W001"]
+# Block tile requests carry a signed pass instead of reading the session and user rows
+# (annotator/tile_pass.py); only with a shared cache, where a logout reaches every process.
+TILE_PASS = _env_bool("TILE_PASS", bool(CACHE_URL))
 # Login attempts (frontend/auth_views.py), on /accounts/login/ and /admin/login/ together.
 # Per account (the username, lowercased): tight, since no one mistypes a password ten times a
 # minute, and it is what stops guessing one account from many addresses. Per client address:
