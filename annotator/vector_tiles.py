@@ -129,8 +129,19 @@ def _geom_sql(z: int, x: int, y: int) -> tuple[str, list]:
 
 def _hidden_sql(user, campaign: Campaign) -> tuple[str, list]:
     """`AND b.id NOT IN (the viewer's blind-pending blocks)`, from selectors' own query."""
-    sql, params = selectors.blind_pending_blocks(user, campaign).query.sql_with_params()
-    return f" AND b.id NOT IN ({sql})", list(params)
+    sql, params = _compiled_hidden_sql(campaign.pk, tuple(campaign.assisted_rounds or ()), user.pk)
+    return sql, list(params)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled_hidden_sql(campaign_id: int, assisted_rounds: tuple, user_id: int) -> tuple[str, tuple]:
+    """The ORM's SQL of the rule, kept per (campaign, assisted rounds, viewer): compiling it cost
+    ~0.7 ms, a third of a z15-z17 reviewer tile; the SQL is a function of exactly these inputs."""
+    from django.contrib.auth.models import User
+
+    stub = Campaign(pk=campaign_id, assisted_rounds=list(assisted_rounds))
+    sql, params = selectors.blind_pending_blocks(User(pk=user_id), stub).query.sql_with_params()
+    return f" AND b.id NOT IN ({sql})", tuple(params)
 
 
 def _layer_sql(layer: str, user, campaign: Campaign, source: str | None, z: int, x: int, y: int

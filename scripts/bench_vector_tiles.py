@@ -13,6 +13,8 @@ blocks), each requested --repeat times:
         to tell the view's own cost from the framework's;
   bare: the bare query, the blocks' ids and geometry only, for the same tile:
         SELECT ST_AsMVT(...) FROM (SELECT id, ST_AsMVTGeom(ST_Transform(geom, 3857), ...) ...)
+        (the ratios' reference); bare3857: the same on the stored Web Mercator column (migration
+        0014) instead of ST_Transform, printed beside it;
   grid off (--ab): the view function again with every block through ST_AsMVTGeom (the z12 grid of
         vector_tiles switched off), interleaved with the others: the grid's gain, side by side.
 Prints p50/p95 (ms) per zoom, the ratios to bare, the mean tile size, the features per tile and
@@ -105,12 +107,14 @@ def main() -> int:
                 f"FROM annotator_streetblock b WHERE b.campaign_id = %s AND b.geom && "
                 f"ST_Transform(ST_TileEnvelope(%s, %s, %s, margin => {vector_tiles.BUFFER / vector_tiles.EXTENT}),"
                 f" 4326)) t")     # (ST_AsMVT skips NULL geometries; a WHERE on t.geom computes them twice)
+    # the same on the stored Web Mercator column (migration 0014) the tile statements read at z15+
+    bare_stored_sql = bare_sql.replace("ST_Transform(b.geom, 3857)", "b.geom_3857")
     centres = list(selectors.blocks_of(campaign).order_by("id").values_list("geom", flat=True)
                    .iterator())
     points = [g.point_on_surface.coords for g in centres]
     print(f"{'z':>3} {'tiles':>5} {'feat/tile':>9} {'KiB':>6} {'view p50':>9} {'view p95':>9} "
           f"{'fn p50':>8} {'fn p95':>8} {'bare p50':>9} {'bare p95':>9} {'p95 ratio':>9} {'fn ratio':>8} "
-          f"{'queries':>7}" + (f" {'off p95':>8}" if args.ab else ""))
+          f"{'queries':>7} {'bare3857 p95':>12}" + (f" {'off p95':>8}" if args.ab else ""))
     factory = RequestFactory()
     import math
 
@@ -124,7 +128,7 @@ def main() -> int:
                 tiles.append((x, y))
         step = max(1, len(tiles) // args.tiles)
         tiles = tiles[::step][:args.tiles]
-        view, fn, bare, sizes, feats, off = [], [], [], [], [], []
+        view, fn, bare, stored, sizes, feats, off = [], [], [], [], [], [], []
         url = f"/tiles/campaigns/{campaign.pk}/blocks/{args.layer}/{z}/{{x}}/{{y}}.mvt{query}"
         for x, y in tiles:            # warm: plans, caches, the connection
             client.get(url.format(x=x, y=y))
@@ -157,6 +161,10 @@ def main() -> int:
                     cur.execute(bare_sql, [z, x, y, campaign.pk, z, x, y])
                     data = cur.fetchone()[0]
                     bare.append((time.perf_counter() - t) * 1000)
+                    t = time.perf_counter()
+                    cur.execute(bare_stored_sql, [z, x, y, campaign.pk, z, x, y])
+                    cur.fetchone()
+                    stored.append((time.perf_counter() - t) * 1000)
                 if data:
                     import mapbox_vector_tile
 
@@ -167,7 +175,7 @@ def main() -> int:
         print(f"{z:>3} {len(tiles):>5} {statistics.mean(feats) if feats else 0:>9.0f} "
               f"{statistics.mean(sizes) / 1024:>6.1f} {pct(view, .5):>9.2f} {pct(view, .95):>9.2f} "
               f"{pct(fn, .5):>8.2f} {pct(fn, .95):>8.2f} "
-              f"{pct(bare, .5):>9.2f} {pct(bare, .95):>9.2f} {ratio:>9.2f} {fn_ratio:>8.2f} {queries:>7}"
+              f"{pct(bare, .5):>9.2f} {pct(bare, .95):>9.2f} {ratio:>9.2f} {fn_ratio:>8.2f} {queries:>7} {pct(stored, .95):>12.2f}"
               + (f" {pct(off, .95):>8.2f}" if args.ab else ""))
     return 0
 
