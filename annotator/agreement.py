@@ -82,14 +82,15 @@ def _prepare(splits, present=None, *, validate: bool = True):
     else:
         X = np.where(pres[:, :, None], arr, 0).astype(np.int64, copy=False)
     if validate and X.size:
-        if (X < 0).any() or (X > TOTAL).any():
+        given = X[pres]                                 # the present rows only (missing ones are 0)
+        if (given < 0).any() or (given > TOTAL).any():
             raise ValueError("present splits must be per-mille values in 0..1000")
-        sums = X.sum(axis=2)
-        wrong = pres & (sums != TOTAL)
+        sums = given.sum(axis=1)
+        wrong = sums != TOTAL
         if wrong.any():
-            b, r = np.argwhere(wrong)[0]
+            b, r = np.argwhere(pres)[np.argmax(wrong)]
             raise ValueError(f"present splits must sum to {TOTAL}; block {b}, rater {r} sums to "
-                             f"{sums[b, r]} ({int(wrong.sum())} such rows)")
+                             f"{sums[np.argmax(wrong)]} ({int(wrong.sum())} such rows)")
     m = pres.sum(axis=1).astype(np.int64)
     return X, pres, m
 
@@ -328,7 +329,7 @@ def _skip_mask(skipped, pres):
     sk = np.asarray(skipped)
     if sk.shape != pres.shape:
         raise ValueError(f"skipped must have shape {pres.shape}; got {sk.shape}")
-    mask = sk if sk.dtype == bool else np.frompyfunc(bool, 1, 1)(sk).astype(bool)   # "" / None: not skipped
+    mask = sk.astype(bool)                              # "" / None: not skipped
     if (mask & pres).any():
         raise ValueError("a skipped rating cannot also be present (a skip has no split)")
     return mask
@@ -390,16 +391,22 @@ def fleiss_kappa_dominant(splits, present=None, n_ratings_per_block: int | None 
 # per interpreter: bias, drift, confusion
 # --------------------------------------------------------------------------------------------
 
-def _loo_diff(X, pres, m):
-    """-> (d (B, R, 17) float: rater minus the leave-one-out mean of the others, in fractions,
-    zero where not valid; valid (B, R) bool: rater present and at least one other rater)."""
+@dataclass
+class _LooDiff:
+    """Each valid rating's difference to the leave-one-out mean of the others: only the valid
+    ratings (a city: 3 of 30 raters per block), in block order; `valid` (B, R) marks them."""
+    b: np.ndarray           # (n,) block index of each valid rating, ascending
+    r: np.ndarray           # (n,) its rater
+    d: np.ndarray           # (n, 17) float: rater minus the others' mean, in fractions
+    valid: np.ndarray       # (B, R) bool: rater present and at least one other rater
+
+
+def _loo_diff(X, pres, m) -> _LooDiff:
     valid = pres & (m >= 2)[:, None]
     S = X.sum(axis=1)                                           # (B, 17)
     b, r = np.nonzero(valid)                                    # only the valid ratings (few of B x R)
     others = (S[b] - X[b, r]) / np.maximum(m[b] - 1, 1)[:, None]
-    d = np.zeros(X.shape, dtype=float)
-    d[b, r] = (X[b, r] - others) / TOTAL
-    return d, valid
+    return _LooDiff(b, r, (X[b, r] - others) / TOTAL, valid)
 
 
 def interpreter_bias(splits, present=None) -> dict:
@@ -416,12 +423,15 @@ def interpreter_bias(splits, present=None) -> dict:
 
 
 def _bias(X, pres, m, dv=None):
-    d, valid = _loo_diff(X, pres, m) if dv is None else dv
-    nb = valid.sum(axis=0)
+    dv = _loo_diff(X, pres, m) if dv is None else dv
+    nb = dv.valid.sum(axis=0)
     den = np.where(nb > 0, nb, np.nan)[:, None]
-    absd = np.abs(d)
-    mad_pc = absd.sum(axis=0) / den
-    bias_pc = d.sum(axis=0) / den
+    R = pres.shape[1]
+    abs_sum, d_sum = np.zeros((R, N_CLASSES)), np.zeros((R, N_CLASSES))
+    np.add.at(abs_sum, dv.r, np.abs(dv.d))                     # per rater, in block order
+    np.add.at(d_sum, dv.r, dv.d)
+    mad_pc = abs_sum / den
+    bias_pc = d_sum / den
     return {
         "n_blocks": nb.astype(np.int64),
         "mad": mad_pc.mean(axis=1),
@@ -445,11 +455,13 @@ def drift(splits, present=None, submitted_at=None, n_bins: int = DEFAULT_DRIFT_B
 
 
 def _drift(X, pres, m, submitted_at, n_bins, dv=None):
-    d, valid = _loo_diff(X, pres, m) if dv is None else dv
-    absd = np.abs(d)
-    mad_b = absd.mean(axis=2)                            # (B, R)
-    tvo_b = 0.5 * absd.sum(axis=2)
+    dv = _loo_diff(X, pres, m) if dv is None else dv
+    valid = dv.valid
+    absd = np.abs(dv.d)
     B, R = pres.shape
+    mad_b, tvo_b = np.zeros((B, R)), np.zeros((B, R))    # per rating; read only where valid
+    mad_b[dv.b, dv.r] = absd.mean(axis=1)
+    tvo_b[dv.b, dv.r] = 0.5 * absd.sum(axis=1)
     if submitted_at is None:
         t = np.full((B, R), np.datetime64("NaT"), dtype="datetime64[ns]")
     else:
