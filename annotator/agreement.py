@@ -603,8 +603,10 @@ def campaign_agreement(splits, present=None, submitted_at=None,
         raise ValueError(f"rater_names has {len(names)} names for {R} raters")
     multi = m >= 2
     dom = X.argmax(axis=2)
+    # each block's own ratings first, once: per-block sums and pairs need no other rater
+    Xc, pc = _own_ratings_first(pres, X)
 
-    l1, npairs = _pairwise_l1(X, pres)
+    l1, npairs = _pairwise_l1(Xc, pc)
     tv = _tv_from_l1(l1, npairs)
     agree = _dominant_agreement(dom, pres)
     disp = multi & ((tv > tv_threshold) | ~agree)
@@ -612,8 +614,7 @@ def campaign_agreement(splits, present=None, submitted_at=None,
         n_skip = skip.sum(axis=1)
         by_skip = (n_skip > 0) & (2 * m <= m + n_skip)       # no labelled majority (annotator.curation)
         disp = disp | by_skip
-    wda = _weighted_dominant(dom, pres, similarity_matrix())
-    Xc, _ = _own_ratings_first(pres, X)      # per-block sums need each block's own ratings only
+    wda = _weighted_dominant(Xc.argmax(axis=2), pc, similarity_matrix())
     cons = _consensus(Xc, None, m)
     cons_dom = np.where(m > 0, cons.argmax(axis=1), -1)
     alpha_i = _alpha_interval(Xc, m)
