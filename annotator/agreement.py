@@ -352,7 +352,7 @@ def krippendorff_alpha_nominal_dominant(splits, present=None, skipped=None) -> f
 
 
 def _fleiss(dom, pres, n_ratings_per_block=None, n_cat: int = N_CLASSES):
-    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+    from statsmodels.stats.inter_rater import fleiss_kappa
     m = pres.sum(axis=1)
     R = dom.shape[1]
     k = R if n_ratings_per_block is None else int(n_ratings_per_block)
@@ -360,12 +360,12 @@ def _fleiss(dom, pres, n_ratings_per_block=None, n_cat: int = N_CLASSES):
     info = {"n_blocks": int(use.sum()), "ratings_per_block": k}
     if k < 2 or use.sum() == 0:
         return math.nan, info
-    # Compact each used block's k ratings to the left (the rater identity does not matter).
+    # The used blocks' counts per category (the rater identity does not matter): the table
+    # statsmodels' aggregate_raters makes from the compacted ratings, counted in one bincount.
     d = dom[use]
     p = pres[use]
-    order = np.argsort(~p, axis=1, kind="stable")[:, :k]
-    data = np.take_along_axis(d, order, axis=1)
-    table, _ = aggregate_raters(data, n_cat=n_cat)
+    rows = np.broadcast_to(np.arange(d.shape[0])[:, None], d.shape)
+    table = np.bincount((rows[p] * n_cat + d[p]), minlength=d.shape[0] * n_cat).reshape(d.shape[0], n_cat)
     p_cat = table.sum(axis=0) / table.sum()
     if np.isclose((p_cat * p_cat).sum(), 1.0):
         return math.nan, info                           # one class only: chance agreement = 1
@@ -401,9 +401,10 @@ class _LooDiff:
     valid: np.ndarray       # (B, R) bool: rater present and at least one other rater
 
 
-def _loo_diff(X, pres, m) -> _LooDiff:
+def _loo_diff(X, pres, m, S=None) -> _LooDiff:
+    """S: the per-block sums X.sum(axis=1) when the caller has them (exact integers either way)."""
     valid = pres & (m >= 2)[:, None]
-    S = X.sum(axis=1)                                           # (B, 17)
+    S = X.sum(axis=1) if S is None else S                       # (B, 17)
     b, r = np.nonzero(valid)                                    # only the valid ratings (few of B x R)
     others = (S[b] - X[b, r]) / np.maximum(m[b] - 1, 1)[:, None]
     return _LooDiff(b, r, (X[b, r] - others) / TOTAL, valid)
@@ -428,8 +429,14 @@ def _bias(X, pres, m, dv=None):
     den = np.where(nb > 0, nb, np.nan)[:, None]
     R = pres.shape[1]
     abs_sum, d_sum = np.zeros((R, N_CLASSES)), np.zeros((R, N_CLASSES))
-    np.add.at(abs_sum, dv.r, np.abs(dv.d))                     # per rater, in block order
-    np.add.at(d_sum, dv.r, dv.d)
+    # per rater, added one block after the other in block order (cumsum: the order of a plain
+    # loop, so the figures are the same to the last bit as summing the dense blocks x raters array)
+    by_rater = np.argsort(dv.r, kind="stable")
+    raters, starts, counts = np.unique(dv.r[by_rater], return_index=True, return_counts=True)
+    d = dv.d[by_rater]
+    for r, a, n in zip(raters, starts, counts):
+        abs_sum[r] = np.cumsum(np.abs(d[a:a + n]), axis=0)[-1]
+        d_sum[r] = np.cumsum(d[a:a + n], axis=0)[-1]
     mad_pc = abs_sum / den
     bias_pc = d_sum / den
     return {
@@ -507,14 +514,24 @@ def confusion_dominant(splits, present=None) -> np.ndarray:
 
 def _confusion(dom, pres):
     R = pres.shape[1]
-    C = np.zeros((R, R, N_CLASSES, N_CLASSES), dtype=np.int64)
-    for a in range(R):
-        for b in range(a, R):
-            both = pres[:, a] & pres[:, b]
-            flat = np.bincount(dom[both, a] * N_CLASSES + dom[both, b],
-                               minlength=N_CLASSES * N_CLASSES).reshape(N_CLASSES, N_CLASSES)
-            C[a, b] = flat
-            C[b, a] = flat.T
+    K = N_CLASSES
+    # each block's ratings in rater order (few per block), then every pair a <= b of them, a == b
+    # included (a rater's own counts on the diagonal): one bincount over (a, b, dom_a, dom_b)
+    order = np.argsort(~pres, axis=1, kind="stable")
+    most = int(pres.sum(axis=1).max()) if pres.size else 0
+    order = order[:, :most]
+    ok = np.take_along_axis(pres, order, axis=1)
+    dm = np.take_along_axis(dom, order, axis=1)
+    codes = []
+    for i in range(most):
+        for j in range(i, most):
+            both = ok[:, i] & ok[:, j]
+            a, b = order[both, i], order[both, j]
+            codes.append(((a * R + b) * K + dm[both, i]) * K + dm[both, j])
+    flat = np.bincount(np.concatenate(codes) if codes else np.zeros(0, dtype=np.int64), minlength=R * R * K * K)
+    C = flat.reshape(R, R, K, K).astype(np.int64, copy=False)
+    upper = np.triu(np.ones((R, R), dtype=bool), 1)
+    C[upper.T] = np.swapaxes(C, 0, 1)[upper.T].transpose(0, 2, 1)    # C[b, a] = C[a, b].T
     return C
 
 
@@ -622,7 +639,7 @@ def campaign_agreement(splits, present=None, submitted_at=None,
     alpha_n = _alpha_nominal(nom_dom, nom_pres, n_cat)
     kappa, kinfo = _fleiss(nom_dom, nom_pres, fleiss_ratings_per_block, n_cat)
 
-    dv = _loo_diff(X, pres, m)
+    dv = _loo_diff(X, pres, m, S=Xc.sum(axis=1))
     bias = _bias(X, pres, m, dv)
     dr = _drift(X, pres, m, submitted_at, n_bins, dv)
     C = _confusion(dom, pres)
