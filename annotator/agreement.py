@@ -156,17 +156,19 @@ def n_ratings(splits, present=None) -> np.ndarray:
     return _prepare(splits, present, validate=False)[2]
 
 
-def _own_ratings_first(pres, values):
+def _own_ratings_first(pres, values, *, with_order: bool = False):
     """Many interpreters, few per block (a city: 3 of 30): each block's own ratings moved to the
     front (in rater order) and the rest cut, so pairwise work grows with the ratings per block, not
-    the interpreters. Pairs keep their order, so sums are bit-identical. -> (values, pres)."""
+    the interpreters. Pairs keep their order, so sums are bit-identical. -> (values, pres), and
+    with_order: the (B, k) rater index of each kept column (None when nothing was cut)."""
     B, R = pres.shape
     most = int(pres.sum(axis=1).max()) if B else 0
     if R <= most + 1:
-        return values, pres
+        return (values, pres, None) if with_order else (values, pres)
     order = np.argsort(~pres, axis=1, kind="stable")[:, :most]
     idx = order.reshape(order.shape + (1,) * (values.ndim - 2))
-    return np.take_along_axis(values, idx, axis=1), np.take_along_axis(pres, order, axis=1)
+    out = np.take_along_axis(values, idx, axis=1), np.take_along_axis(pres, order, axis=1)
+    return (*out, order) if with_order else out
 
 
 def _pairwise_l1(X, pres):
@@ -619,9 +621,14 @@ def campaign_agreement(splits, present=None, submitted_at=None,
     if len(names) != R:
         raise ValueError(f"rater_names has {len(names)} names for {R} raters")
     multi = m >= 2
-    dom = X.argmax(axis=2)
     # each block's own ratings first, once: per-block sums and pairs need no other rater
-    Xc, pc = _own_ratings_first(pres, X)
+    Xc, pc, order = _own_ratings_first(pres, X, with_order=True)
+    dom_c = Xc.argmax(axis=2)
+    if order is None:
+        dom = dom_c
+    else:                       # the dense (B, R) dominant classes; a missing rating's row is zeros: 0
+        dom = np.zeros(pres.shape, dtype=dom_c.dtype)
+        np.put_along_axis(dom, order, dom_c, axis=1)
 
     l1, npairs = _pairwise_l1(Xc, pc)
     tv = _tv_from_l1(l1, npairs)
@@ -631,7 +638,7 @@ def campaign_agreement(splits, present=None, submitted_at=None,
         n_skip = skip.sum(axis=1)
         by_skip = (n_skip > 0) & (2 * m <= m + n_skip)       # no labelled majority (annotator.curation)
         disp = disp | by_skip
-    wda = _weighted_dominant(Xc.argmax(axis=2), pc, similarity_matrix())
+    wda = _weighted_dominant(dom_c, pc, similarity_matrix())
     cons = _consensus(Xc, None, m)
     cons_dom = np.where(m > 0, cons.argmax(axis=1), -1)
     alpha_i = _alpha_interval(Xc, m)
