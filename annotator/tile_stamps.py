@@ -67,8 +67,7 @@ def stamp(campaign_id: int, user_id: int) -> str:
     """The viewer's stamp of the campaign's block tiles: changes whenever a tile they may see does.
     Both counters in one cache round trip (every tile request asks); a missing one is started."""
     keys = [_key(campaign_id), _key(campaign_id, user_id)]
-    values = cache.get_many(keys)
-    return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)
+    return _joined(keys, cache.get_many(keys))
 
 
 def stamp_and(campaign_id: int, user_id: int, other_key: str) -> tuple[str, str | None]:
@@ -76,8 +75,11 @@ def stamp_and(campaign_id: int, user_id: int, other_key: str) -> tuple[str, str 
     keys = [_key(campaign_id), _key(campaign_id, user_id)]
     values = cache.get_many([*keys, other_key])
     other = values.get(other_key)
-    return (".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys),
-            None if other is None else str(other))
+    return _joined(keys, values), None if other is None else str(other)
+
+
+def _joined(keys: list[str], values: dict) -> str:
+    return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)
 
 
 def campaign_version(campaign_id: int) -> str:
