@@ -515,15 +515,18 @@ def confusion_dominant(splits, present=None) -> np.ndarray:
 
 
 def _confusion(dom, pres):
-    R = pres.shape[1]
+    dm, ok, order = _own_ratings_first(pres, dom, with_order=True)
+    return _confusion_own_first(dm, ok, order, pres.shape[1])
+
+
+def _confusion_own_first(dm, ok, order, R: int):
+    """_confusion from each block's own ratings first (`_own_ratings_first(..., with_order=True)`):
+    every pair a <= b of a block's ratings, a == b included (a rater's own counts on the diagonal),
+    in one bincount over (a, b, dom_a, dom_b)."""
     K = N_CLASSES
-    # each block's ratings in rater order (few per block), then every pair a <= b of them, a == b
-    # included (a rater's own counts on the diagonal): one bincount over (a, b, dom_a, dom_b)
-    order = np.argsort(~pres, axis=1, kind="stable")
-    most = int(pres.sum(axis=1).max()) if pres.size else 0
-    order = order[:, :most]
-    ok = np.take_along_axis(pres, order, axis=1)
-    dm = np.take_along_axis(dom, order, axis=1)
+    if order is None:                                   # nothing was cut: column i is rater i
+        order = np.broadcast_to(np.arange(ok.shape[1]), ok.shape)
+    most = ok.shape[1]
     codes = []
     for i in range(most):
         for j in range(i, most):
@@ -649,7 +652,7 @@ def campaign_agreement(splits, present=None, submitted_at=None,
     dv = _loo_diff(X, pres, m, S=Xc.sum(axis=1))
     bias = _bias(X, pres, m, dv)
     dr = _drift(X, pres, m, submitted_at, n_bins, dv)
-    C = _confusion(dom, pres)
+    C = _confusion_own_first(dom_c, pc, order, R)
     cs = confusion_summary(C)
 
     n_multi = int(multi.sum())

@@ -24,6 +24,8 @@ from django.contrib.auth.models import User
 from django.core import signing
 from django.core.cache import cache
 
+from . import tile_stamps
+
 COOKIE = "lcz_tile_pass"
 COOKIE_PATH = "/tiles/"
 PASS_SECONDS = 15 * 60
@@ -71,12 +73,7 @@ def read(request) -> Pass | None:
 
 def current_version(user_id: int) -> str:
     """The user's pass version (started when missing: a flushed cache ends every pass)."""
-    key = version_key(user_id)
-    value = cache.get(key)
-    if value is None:
-        cache.add(key, time.time_ns(), PASS_SECONDS * 2)
-        value = cache.get(key)
-    return str(value)
+    return str(tile_stamps.counter(version_key(user_id), PASS_SECONDS * 2))
 
 
 def end_passes(user_id: int) -> None:

@@ -31,10 +31,12 @@ def _any_key(campaign_id: int) -> str:
     return f"blocktiles:v:{campaign_id}:any"
 
 
-def _current(key: str) -> int:
+def counter(key: str, seconds: int = STAMP_SECONDS) -> int:
+    """A counter's value; a missing one starts at the clock's nanoseconds (kept `seconds`), so a
+    flushed or expired counter never comes back with an old value."""
     value = cache.get(key)
     if value is None:
-        cache.add(key, time.time_ns(), STAMP_SECONDS)
+        cache.add(key, time.time_ns(), seconds)
         value = cache.get(key)
     return int(value) if value is not None else time.time_ns()
 
@@ -79,9 +81,9 @@ def stamp_and(campaign_id: int, user_id: int, other_key: str) -> tuple[str, str 
 
 
 def _joined(keys: list[str], values: dict) -> str:
-    return ".".join(str(int(values[k])) if values.get(k) is not None else str(_current(k)) for k in keys)
+    return ".".join(str(int(values[k])) if values.get(k) is not None else str(counter(k)) for k in keys)
 
 
 def campaign_version(campaign_id: int) -> str:
     """Changes with every bump of the campaign, whoever's view it was for."""
-    return str(_current(_any_key(campaign_id)))
+    return str(counter(_any_key(campaign_id)))
