@@ -8,9 +8,9 @@ from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from annotator import tile_pass, vector_tiles
+from annotator import selectors, tile_pass, vector_tiles
 from annotator.models import Membership
-from tests.annotator.test_vector_tiles import Z, covering_tiles, curated, decode, login, url  # noqa: F401
+from tests.annotator.test_vector_tiles import covering_tiles, curated, decode, geojson_props, login, url  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -43,11 +43,10 @@ def test_a_tile_request_is_given_a_pass_and_the_next_reads_no_session_or_user_ro
     assert r2.status_code == 200 and auth_queries(second) == []     # the pass decided
     assert tile_pass.COOKIE not in r2.cookies                       # and was not issued again
     assert r2.content == r1.content and r2["ETag"] == r1["ETag"]
-    # what the pass shows is the holder's own map, as the session shows it
+    # what the pass shows is the holder's own map: each block as the GeoJSON layer shows it to them
     mine = decode(r2.content, "mine")
-    own = {a.block_id: a.status for a in team["ann"].assignments.filter(campaign=campaign)}
-    assert {pk: p["status"] for pk, p in mine.items() if pk in own} and all(
-        p["status"] == "unassigned" for pk, p in mine.items() if pk not in own)
+    expected = geojson_props(selectors.my_block_layer(team["ann"], campaign, None, None))
+    assert mine and all(expected[pk] == props for pk, props in mine.items())
 
 
 def test_a_pass_never_reaches_past_the_live_membership_and_role_checks(team, campaign, curated):
