@@ -229,7 +229,7 @@ def campaign_dashboard(request, pk: int):
         "alpha_rows": _alpha_rows(figures) if has_data else [],
         "progress": progress,
         "interpreters": _interpreter_progress(figures, stats["interpreters"]),
-        "plots": [{"kind": k, "title": t, "alt": alt,
+        "plots": [{"kind": k, "title": t, "alt": alt, "size": plots.size_px(k, figures),
                    "url": reverse("dashboard:plot", args=[campaign.pk, k]) + f"?v={state}"}
                   for k, (t, alt) in plots.KINDS.items()],
         "config": config,

@@ -43,14 +43,29 @@ class NotEnoughData(Exception):
 def render(kind: str, figures: dict) -> bytes:
     """PNG bytes of plot `kind` (one of KINDS) for these figures; a worded placeholder PNG when
     there is not enough data for it yet."""
-    if kind not in KINDS:
-        raise KeyError(f"unknown plot {kind!r}; known: {', '.join(KINDS)}")
     try:
-        if not figures or not figures.get("n_blocks"):
-            raise NotEnoughData("no block has all its interpreters' splits yet")
+        _check(kind, figures)
         return _DRAW[kind](figures)
     except NotEnoughData as exc:
         return placeholder(KINDS[kind][0], f"Not enough data yet: {exc}.")
+
+
+def size_px(kind: str, figures: dict) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG ``render(kind, figures)`` draws, without drawing it: the
+    page gives its <img> this size so the layout does not jump when the plot arrives."""
+    try:
+        _check(kind, figures)
+        w, h = _SIZE[kind](figures)
+    except NotEnoughData:
+        w, h = PLACEHOLDER_SIZE
+    return _figure(w, h).canvas.get_width_height(physical=True)     # Agg's own rounding of inches x dpi
+
+
+def _check(kind: str, figures: dict) -> None:
+    if kind not in KINDS:
+        raise KeyError(f"unknown plot {kind!r}; known: {', '.join(KINDS)}")
+    if not figures or not figures.get("n_blocks"):
+        raise NotEnoughData("no block has all its interpreters' splits yet")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -84,8 +99,12 @@ def _num(v) -> float:
     return math.nan if v is None else float(v)
 
 
-def placeholder(title: str, message: str, w: float = 6.4, h: float = 3.2) -> bytes:
-    fig = _figure(w, h)
+#: Inches of the worded "not enough data" PNG.
+PLACEHOLDER_SIZE = (6.4, 3.2)
+
+
+def placeholder(title: str, message: str) -> bytes:
+    fig = _figure(*PLACEHOLDER_SIZE)
     fig.text(0.5, 0.62, title, ha="center", va="center", fontsize=13, color=TEXT, weight="bold")
     fig.text(0.5, 0.42, message, ha="center", va="center", fontsize=10, color=MUTED, wrap=True)
     fig.patches.append(_frame(fig))
@@ -103,12 +122,23 @@ def _frame(fig):
 # the plots
 # ------------------------------------------------------------------------------------------------
 
-def alpha_bars(figures: dict) -> bytes:
+# Each plot has a size function (inches; raises NotEnoughData where the figures cannot carry the
+# plot) that its drawing uses, so size_px is the drawn PNG's size by construction.
+
+def _alpha_values(figures: dict) -> np.ndarray:
     per_class = figures.get("alpha_interval", {}).get("per_class", {})
-    values = np.array([_num(per_class.get(k)) for k in KEYS])
-    if not np.isfinite(values).any():
+    return np.array([_num(per_class.get(k)) for k in KEYS])
+
+
+def _alpha_size(figures: dict) -> tuple[float, float]:
+    if not np.isfinite(_alpha_values(figures)).any():
         raise NotEnoughData("alpha needs at least two different values per class over the complete blocks")
-    fig = _figure(7.6, 3.4)
+    return 7.6, 3.4
+
+
+def alpha_bars(figures: dict) -> bytes:
+    fig = _figure(*_alpha_size(figures))
+    values = _alpha_values(figures)
     ax = fig.add_axes([0.09, 0.17, 0.78, 0.72])
     _style(ax)
     x = np.arange(len(CLASSES))
@@ -138,15 +168,19 @@ def alpha_bars(figures: dict) -> bytes:
     return _png(fig)
 
 
-def tv_histogram(figures: dict) -> bytes:
-    tv = figures.get("tv") or {}
-    hist = tv.get("histogram") or {}
-    counts = np.asarray(hist.get("counts") or [], dtype=float)
-    edges = np.asarray(hist.get("edges") or [], dtype=float)
-    if counts.size == 0 or counts.sum() == 0:
+def _tv_size(figures: dict) -> tuple[float, float]:
+    counts = ((figures.get("tv") or {}).get("histogram") or {}).get("counts") or []
+    if sum(counts) == 0:
         raise NotEnoughData("no block has two or more splits to compare")
+    return 6.4, 3.4
+
+
+def tv_histogram(figures: dict) -> bytes:
+    fig = _figure(*_tv_size(figures))
+    tv = figures["tv"]
+    counts = np.asarray(tv["histogram"]["counts"], dtype=float)
+    edges = np.asarray(tv["histogram"]["edges"], dtype=float)
     threshold = float(figures.get("tv_threshold", 0.25))
-    fig = _figure(6.4, 3.4)
     ax = fig.add_axes([0.1, 0.16, 0.86, 0.72])
     _style(ax)
     left = edges[:-1]
@@ -183,20 +217,30 @@ def _annotated_heatmap(ax, m, fmt, cmap, vmin, vmax):
     return im
 
 
-def pair_heatmap(figures: dict) -> bytes:
+def _pair_names_and_agreement(figures: dict) -> tuple[list, np.ndarray]:
     conf = figures.get("confusion") or {}
     names = conf.get("raters") or figures.get("raters") or []
+    agree = np.array([[_num(v) for v in row] for row in conf.get("pair_agreement", [])], dtype=float)
+    return names, agree
+
+
+def _pair_size(figures: dict) -> tuple[float, float]:
+    names, agree = _pair_names_and_agreement(figures)
     if len(names) < 2:
         raise NotEnoughData("the heatmap compares interpreters and needs at least two")
-    agree = np.array([[_num(v) for v in row] for row in conf.get("pair_agreement", [])], dtype=float)
-    pair_n = np.asarray(conf.get("pair_n", []), dtype=float)
-    off = ~np.eye(len(names), dtype=bool)
-    if not np.isfinite(agree[off]).any():
+    if not np.isfinite(agree[~np.eye(len(names), dtype=bool)]).any():
         raise NotEnoughData("no two interpreters have rated the same block yet")
+    size = 1.4 + 0.55 * len(names)
+    return max(4.8, size + 1.6), max(3.6, size)
+
+
+def pair_heatmap(figures: dict) -> bytes:
+    fig = _figure(*_pair_size(figures))
+    names, agree = _pair_names_and_agreement(figures)
+    pair_n = np.asarray((figures.get("confusion") or {}).get("pair_n", []), dtype=float)
+    off = ~np.eye(len(names), dtype=bool)
     show = agree.copy()
     show[~off] = np.nan
-    size = 1.4 + 0.55 * len(names)
-    fig = _figure(max(4.8, size + 1.6), max(3.6, size))
     ax = fig.add_axes([0.2, 0.18, 0.62, 0.7])
     im = _annotated_heatmap(ax, show, lambda v: f"{v:.0%}", "viridis", 0.0, 1.0)
     for (i, j), n in np.ndenumerate(pair_n):
@@ -211,20 +255,27 @@ def pair_heatmap(figures: dict) -> bytes:
     return _png(fig)
 
 
-def confusion_heatmap(figures: dict) -> bytes:
-    conf = figures.get("confusion") or {}
-    pooled = np.asarray(conf.get("pooled") or [], dtype=float)
+def _confusion_pooled_and_classes(figures: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled counts and the indexes of the classes any interpreter gave as dominant."""
+    pooled = np.asarray((figures.get("confusion") or {}).get("pooled") or [], dtype=float)
     if pooled.size == 0 or pooled.sum() == 0:
         raise NotEnoughData("no pair of interpreters has rated the same block yet")
-    used = (pooled.sum(axis=0) + pooled.sum(axis=1)) > 0
-    idx = np.flatnonzero(used)
+    return pooled, np.flatnonzero((pooled.sum(axis=0) + pooled.sum(axis=1)) > 0)
+
+
+def _confusion_size(figures: dict) -> tuple[float, float]:
+    side = 2.0 + 0.28 * len(_confusion_pooled_and_classes(figures)[1])
+    return max(4.8, side + 1.2), max(3.8, side)
+
+
+def confusion_heatmap(figures: dict) -> bytes:
+    fig = _figure(*_confusion_size(figures))
+    pooled, idx = _confusion_pooled_and_classes(figures)
     sub = pooled[np.ix_(idx, idx)]
     row = sub.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(row > 0, sub / row, np.nan)
     k = len(idx)
-    side = 2.0 + 0.28 * k
-    fig = _figure(max(4.8, side + 1.2), max(3.8, side))
     ax = fig.add_axes([0.16, 0.16, 0.66, 0.72])
     im = _annotated_heatmap(ax, share, lambda v: f"{v:.0%}" if v >= 0.005 else "", "Blues", 0.0, 1.0)
     labels = [CLASSES[i].code for i in idx]
@@ -248,13 +299,22 @@ def _dark(colour: str) -> bool:
     return 0.299 * r + 0.587 * g + 0.114 * b < 110
 
 
-def bias_heatmap(figures: dict) -> bytes:
+def _bias_people(figures: dict) -> list[dict]:
     people = [p for p in figures.get("interpreters", []) if p.get("n_blocks_compared")]
     if not people:
         raise NotEnoughData("bias compares an interpreter with the others on shared blocks; none yet")
+    return people
+
+
+def _bias_size(figures: dict) -> tuple[float, float]:
+    return 8.2, 1.9 + 0.42 * len(_bias_people(figures))
+
+
+def bias_heatmap(figures: dict) -> bytes:
+    fig = _figure(*_bias_size(figures))
+    people = _bias_people(figures)
     m = np.array([[_num(p["bias_per_class"].get(k)) for k in KEYS] for p in people]) * 100.0
     lim = max(5.0, float(np.nanmax(np.abs(m))) if np.isfinite(m).any() else 5.0)
-    fig = _figure(8.2, 1.9 + 0.42 * len(people))
     h = fig.get_figheight()
     top = 1 - 0.45 / h
     bottom = 0.6 / h
@@ -272,11 +332,21 @@ def bias_heatmap(figures: dict) -> bytes:
     return _png(fig)
 
 
-def drift_lines(figures: dict) -> bytes:
+def _drift_people(figures: dict) -> list[dict]:
     people = [p for p in figures.get("interpreters", []) if p.get("drift")]
     if not people:
         raise NotEnoughData("drift needs interpreters' submissions on shared blocks")
-    fig = _figure(6.4, 3.4)
+    return people
+
+
+def _drift_size(figures: dict) -> tuple[float, float]:
+    _drift_people(figures)
+    return 6.4, 3.4
+
+
+def drift_lines(figures: dict) -> bytes:
+    fig = _figure(*_drift_size(figures))
+    people = _drift_people(figures)
     ax = fig.add_axes([0.1, 0.16, 0.66, 0.72])
     _style(ax)
     ymax = 0.0
@@ -299,6 +369,15 @@ def drift_lines(figures: dict) -> bytes:
               title="interpreter (blocks)", title_fontsize=8)
     return _png(fig)
 
+
+_SIZE = {
+    "alpha": _alpha_size,
+    "tv": _tv_size,
+    "pairs": _pair_size,
+    "confusion": _confusion_size,
+    "bias": _bias_size,
+    "drift": _drift_size,
+}
 
 _DRAW = {
     "alpha": alpha_bars,

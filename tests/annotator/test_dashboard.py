@@ -190,6 +190,41 @@ def test_plot_endpoints_return_valid_non_blank_pngs_and_revalidate(client, team,
     assert r.status_code == 200 and r["ETag"] != etags["tv"]
 
 
+def test_each_plot_keeps_its_place_on_the_page_at_the_size_it_is_drawn(client, team, campaign, curated):
+    """Every plot's <img> carries the width and height of the PNG the endpoint serves, so the page
+    reserves the place before the plot arrives and the map below does not jump."""
+    import re
+
+    login(client, team["rev"])
+    html = client.get(f"/dashboard/campaigns/{campaign.pk}/").content.decode()
+    for kind in plots.KINDS:
+        m = re.search(rf'data-kind="{kind}"\s+width="(\d+)" height="(\d+)"', html)
+        assert m, kind
+        assert png_of(client.get(f"/dashboard/campaigns/{campaign.pk}/plots/{kind}.png")).size == \
+            (int(m[1]), int(m[2])), kind
+
+
+@pytest.mark.parametrize("n_raters", [1, 2, 3, 7, 19, 32])
+def test_plot_size_is_the_drawn_size_for_any_number_of_interpreters_and_classes(n_raters):
+    """size_px, which the page lays out with, is the rendered PNG's size, with or without enough
+    data for the plot (placeholder) and however many interpreters and dominant classes there are."""
+    from annotator import agreement
+
+    rng = np.random.default_rng(n_raters)
+    n_blocks, per_block = 40, min(3, n_raters)
+    splits = np.zeros((n_blocks, n_raters, 17), dtype=np.int64)
+    present = np.zeros((n_blocks, n_raters), dtype=bool)
+    for b in range(n_blocks):
+        for r in rng.choice(n_raters, per_block, replace=False):
+            cls = rng.choice(n_raters % 17 + 1, 2, replace=False)
+            splits[b, r, cls] = (600, 400)
+            present[b, r] = True
+    figures = agreement.campaign_agreement(splits, present, rater_names=[f"r{i}" for i in range(n_raters)])
+    for kind in plots.KINDS:
+        assert Image.open(io.BytesIO(plots.render(kind, figures))).size == plots.size_px(kind, figures), kind
+        assert Image.open(io.BytesIO(plots.render(kind, {}))).size == plots.size_px(kind, {}), kind
+
+
 def test_empty_campaign_shows_not_enough_data(client, team, campaign):
     login(client, team["rev"])
     html = client.get(f"/dashboard/campaigns/{campaign.pk}/").content.decode()

@@ -33,6 +33,26 @@ def test_dashboard_draws_the_agreement_layer_from_vector_tiles_only(page, live_s
     expect(link).to_have_attribute("href", f"/dashboard/review/{disputed_block.pk}/")
 
 
+def test_dashboard_map_stays_put_while_the_plots_above_it_load(page, live_server, team, campaign, imagery,
+                                                              disputed_block):
+    """The plots above the map arrive after the page (drawn on request); their places are kept from
+    the start, so the map does not move under the reviewer's pointer when they come."""
+    page.add_init_script("""document.addEventListener("DOMContentLoaded", () => {
+        const map = document.getElementById("dash-map");
+        if (!map) return;                                   // the login page
+        window.mapTopAtFirst = map.getBoundingClientRect().top + scrollY;
+        window.plotsLoadedAtFirst = [...document.querySelectorAll("#plots img")].filter((i) => i.complete).length;
+    });""")
+    login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/dashboard/campaigns/{campaign.pk}/")
+    page.locator("#dash-map").scroll_into_view_if_needed()
+    page.wait_for_function("""[...document.querySelectorAll("#plots img")].every((i) => i.complete && i.naturalWidth > 0)""")
+    assert page.evaluate("window.plotsLoadedAtFirst") == 0          # they did come later
+    assert page.locator("#plots img").count() == 6
+    assert page.evaluate("""document.getElementById("dash-map").getBoundingClientRect().top + scrollY""") == \
+        page.evaluate("window.mapTopAtFirst")
+
+
 def canvas_pixel(page, x: float, y: float) -> list[int]:
     """[r, g, b, a] of the dashboard's block tile canvas at screen point (x, y), after the next frames
     (the blocks alone: the imagery is in other layers)."""
