@@ -58,7 +58,9 @@ def size_px(kind: str, figures: dict) -> tuple[int, int]:
         w, h = _SIZE[kind](figures)
     except NotEnoughData:
         w, h = PLACEHOLDER_SIZE
-    return _figure(w, h).canvas.get_width_height(physical=True)     # Agg's own rounding of inches x dpi
+    # Agg's rounding of inches x dpi (FigureCanvasBase.get_width_height), without importing matplotlib
+    # into the page's request
+    return int(w * DPI + 1e-8), int(h * DPI + 1e-8)
 
 
 def _check(kind: str, figures: dict) -> None:
