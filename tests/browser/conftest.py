@@ -233,6 +233,18 @@ def drop_first_answer(page, url_glob: str, method: str) -> list[str]:
     return sent
 
 
+def load_plots(page) -> None:
+    """Scroll to each dashboard plot in turn (they load lazily, as a reader scrolls to them) and wait
+    until every one has decoded as an image."""
+    from playwright.sync_api import expect
+
+    expect(page.locator("#plots img")).to_have_count(6)
+    for img in page.locator("#plots img").all():
+        img.scroll_into_view_if_needed()
+    page.wait_for_function("""() => [...document.querySelectorAll('#plots img')]
+        .every((img) => img.complete && img.naturalWidth > 200)""", timeout=30_000)
+
+
 def wait_for_still_map(page, map_js: str, min_tiles: int = 6) -> None:
     """Until the Leaflet map `map_js` stands still with its imagery drawn: no pan or zoom under way,
     every tile layer done loading (at least `min_tiles` tiles) and faded in, and no CSS transition

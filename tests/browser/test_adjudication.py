@@ -7,7 +7,7 @@ import pytest
 
 from annotator.models import Adjudication, Assignment, StreetBlock
 from lcz_model.classes import index_of
-from tests.browser.conftest import drop_first_answer, login, wait_until
+from tests.browser.conftest import drop_first_answer, load_plots, login, wait_until
 
 expect = pytest.importorskip("playwright.sync_api").expect
 
@@ -80,9 +80,7 @@ def test_dashboard_plots_and_agreement_map(page, live_server, team, campaign, im
     page.wait_for_function("document.getElementById('dash-map').dataset.loaded === '2'")
     expect(page.locator("#dash-map .legend")).to_contain_text("Mean pairwise TV")
     # every plot decodes as an image in the browser
-    page.wait_for_function("""() => [...document.querySelectorAll('#plots img')]
-        .every((img) => img.complete && img.naturalWidth > 200)""", timeout=30_000)
-    expect(page.locator("#plots img")).to_have_count(6)
+    load_plots(page)
     # the disputed block on the map opens its adjudication page
     page.click("#first-disputed")
     page.wait_for_url(f"{live_server.url}/dashboard/review/{disputed_block.pk}/")

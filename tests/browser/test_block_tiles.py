@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from annotator.models import Assignment
-from tests.browser.conftest import VIEWPORT, block_screen_point, login, open_workspace, wait_for_still_map
+from tests.browser.conftest import (VIEWPORT, block_screen_point, load_plots, login, open_workspace,
+                                   wait_for_still_map)
 from tests.browser.test_maps import MODEL, mapped  # noqa: F401  (the fixture)
 
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -45,10 +46,8 @@ def test_dashboard_map_stays_put_while_the_plots_above_it_load(page, live_server
     });""")
     login(page, live_server, "rev")
     page.goto(f"{live_server.url}/dashboard/campaigns/{campaign.pk}/")
-    page.locator("#dash-map").scroll_into_view_if_needed()
-    page.wait_for_function("""[...document.querySelectorAll("#plots img")].every((i) => i.complete && i.naturalWidth > 0)""")
+    load_plots(page)
     assert page.evaluate("window.plotsLoadedAtFirst") == 0          # they did come later
-    assert page.locator("#plots img").count() == 6
     assert page.evaluate("""document.getElementById("dash-map").getBoundingClientRect().top + scrollY""") == \
         page.evaluate("window.mapTopAtFirst")
 
